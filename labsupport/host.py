@@ -1,0 +1,416 @@
+"""A Linux network namespace as iproute2 sees it: links, addresses, routes, rules, neighbours, bridge FDB.
+
+A :class:`Namespace` is a value object built with the same verbs as iproute2
+(`add_link`, `add_address`, `add_route`, `add_rule`, `add_neighbour`) and printed
+with the same views (`ip addr`, `ip route`, `ip rule`, `ip neigh`, `arp -a`,
+`bridge fdb`, `ip route get`). Each verb checks its input like the kernel does and
+raises :class:`~labsupport.errors.LabInputError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from labsupport.addressing import (
+    check_ifname,
+    ipv6_link_local,
+    parse_ipv4_address,
+    parse_ipv4_interface,
+    parse_ipv4_network,
+    parse_mac,
+)
+from labsupport.errors import LabInputError
+from labsupport.routing import (
+    DEFAULT_TABLE,
+    LOCAL_TABLE,
+    MAIN_TABLE,
+    Decision,
+    Route,
+    RoutingTable,
+    Rule,
+    default_rules,
+    resolve,
+)
+
+LINK_KINDS = ("loopback", "ether", "veth", "bridge")
+
+
+@dataclass
+class Link:
+    """A network device (`ip link`): loopback, a physical-like ether, one end of a veth pair, or a bridge."""
+
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int = 1500
+    master: str | None = None
+    peer: tuple[str, str] | None = None  # (namespace, ifname) of the other veth end
+    peer_index: int | None = None
+    addresses: list[IPv4Interface] = field(default_factory=list)
+    broadcast: bool = True  # addresses carry `brd` (as CNI sets them)
+
+    def flags(self) -> str:
+        """The <…> flags `ip addr` shows for an up device."""
+        return "LOOPBACK,UP,LOWER_UP" if self.kind == "loopback" else "BROADCAST,MULTICAST,UP,LOWER_UP"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One entry of the neighbour (ARP) table (`ip neigh`)."""
+
+    ip: IPv4Address
+    mac: str
+    dev: str
+    state: str = "REACHABLE"  # REACHABLE, STALE, DELAY, PERMANENT
+
+    def __str__(self) -> str:
+        return f"{self.ip} dev {self.dev} lladdr {self.mac} {self.state}"
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """One learned entry of a bridge's forwarding database (`bridge fdb show`)."""
+
+    mac: str
+    port: str
+    bridge: str
+    permanent: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.mac} dev {self.port} master {self.bridge}" + (" permanent" if self.permanent else "")
+
+
+@dataclass
+class Namespace:
+    """One network namespace: a node's root namespace or a pod's (all its containers share it)."""
+
+    name: str
+    role: str = "pod"  # "node" or "pod"
+    forwarding: bool = False  # net.ipv4.ip_forward
+    containers: tuple[str, ...] = ()
+    links: dict[str, Link] = field(default_factory=dict)
+    tables: dict[str, RoutingTable] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=default_rules)
+    neighbours: list[Neighbour] = field(default_factory=list)
+    fdb: list[FdbEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for table_id, label in ((MAIN_TABLE, "main"), (DEFAULT_TABLE, "default")):
+            self.tables.setdefault(label, RoutingTable(table_id))
+        if "lo" not in self.links:
+            lo = self.add_link("lo", "loopback", mac="00:00:00:00:00:00", mtu=65536)
+            lo.addresses.append(IPv4Interface("127.0.0.1/8"))
+
+    # --- building, with iproute2's verbs -------------------------------------------------------
+
+    def add_link(
+        self, name: str, kind: str, mac: str, mtu: int = 1500, master: str | None = None, index: int | None = None
+    ) -> Link:
+        """`ip link add NAME type KIND` then `ip link set NAME address MAC mtu MTU [master BR] up`."""
+        check_ifname(name, "link.name")
+        if name in self.links:
+            raise LabInputError("link.name", name, f"namespace {self.name} already has a device of that name")
+        if kind not in LINK_KINDS:
+            raise LabInputError("link.kind", kind, f"one of {', '.join(LINK_KINDS)}")
+        if not 68 <= int(mtu) <= 65536:
+            raise LabInputError("link.mtu", mtu, "an MTU between 68 and 65536")
+        if master is not None:
+            bridge = self.links.get(master)
+            if bridge is None or bridge.kind != "bridge":
+                raise LabInputError("link.master", master, f"the name of a bridge in namespace {self.name}")
+        link = Link(
+            index=index if index is not None else max((lk.index for lk in self.links.values()), default=0) + 1,
+            name=name,
+            kind=kind,
+            mac=parse_mac(mac, "link.mac"),
+            mtu=int(mtu),
+            master=master,
+        )
+        self.links[name] = link
+        return link
+
+    def add_address(self, dev: str, address: str | IPv4Interface, broadcast: bool = True) -> IPv4Interface:
+        """`ip addr add ADDRESS/LEN [brd +] dev DEV`: also adds the connected route, as the kernel does."""
+        link = self.link(dev, "address.dev")
+        iface = parse_ipv4_interface(address, "address")
+        for other in self.links.values():
+            for existing in other.addresses:
+                if existing.ip == iface.ip:
+                    raise LabInputError("address", str(iface), f"{iface.ip} is already on {other.name}")
+        link.addresses.append(iface)
+        link.broadcast = broadcast
+        if iface.network.prefixlen < 32 and link.kind != "loopback":
+            self.tables["main"].add(
+                Route(iface.network, dev, proto="kernel", scope="link", src=iface.ip)
+            )
+        return iface
+
+    def add_table(self, name: str, table_id: int) -> RoutingTable:
+        """Name a routing table, as a line of /etc/iproute2/rt_tables does (`2 eni-1`)."""
+        if name in self.tables:
+            raise LabInputError("table.name", name, f"namespace {self.name} already has that table")
+        self.tables[name] = RoutingTable(table_id, name)
+        return self.tables[name]
+
+    def add_route(
+        self,
+        dst: str,
+        dev: str | None = None,
+        via: str | None = None,
+        table: str = "main",
+        scope: str | None = None,
+        proto: str | None = None,
+        src: str | None = None,
+        metric: int | None = None,
+    ) -> Route:
+        """`ip route add DST [via GW] [dev DEV] [table T] [scope S] [src SRC]`.
+
+        As in the kernel, a gateway must be reachable directly: on a connected prefix of DEV
+        or covered by a link-scope route in the same table ("Nexthop has invalid gateway").
+        """
+        network = parse_ipv4_network("0.0.0.0/0" if dst == "default" else _as_prefix(dst), "route.dst")
+        rt = self.tables.get(table)
+        if rt is None:
+            raise LabInputError("route.table", table, f"one of the tables of {self.name}: {', '.join(self.tables)}")
+        gateway = parse_ipv4_address(via, "route.via") if via is not None else None
+        if dev is None:
+            if gateway is None:
+                raise LabInputError("route.dev", dev, "a device, or a gateway to find one by")
+            dev = self._device_for_gateway(gateway, rt, "route.via")
+        link = self.link(dev, "route.dev")
+        if gateway is not None and not self._gateway_on_link(gateway, link.name, rt):
+            raise LabInputError(
+                "route.via",
+                str(gateway),
+                f"a gateway on a prefix reachable directly on {link.name} (Nexthop has invalid gateway)",
+            )
+        if scope is None and gateway is None:
+            scope = "link"
+        return rt.add(
+            Route(
+                network,
+                link.name,
+                via=gateway,
+                proto=proto,
+                scope=scope,
+                src=parse_ipv4_address(src, "route.src") if src is not None else None,
+                metric=metric,
+            )
+        )
+
+    def add_rule(
+        self,
+        priority: int,
+        table: str,
+        src: str | None = None,
+        dst: str | None = None,
+        iif: str | None = None,
+        invert: bool = False,
+    ) -> Rule:
+        """`ip rule add [not] [from SRC] [to DST] [iif DEV] lookup TABLE priority N`."""
+        if table not in self.tables and table != "local":
+            raise LabInputError("rule.table", table, f"one of the tables of {self.name}: {', '.join(self.tables)}")
+        if not 0 <= int(priority) <= 0xFFFFFFFF:
+            raise LabInputError("rule.priority", priority, "a priority from 0 to 4294967295")
+        rule = Rule(
+            int(priority),
+            table,
+            src=parse_ipv4_network(_as_prefix(src), "rule.from") if src is not None else None,
+            dst=parse_ipv4_network(_as_prefix(dst), "rule.to") if dst is not None else None,
+            iif=iif,
+            invert=invert,
+        )
+        self.rules.append(rule)
+        self.rules.sort(key=lambda r: r.priority)
+        return rule
+
+    def add_neighbour(self, ip: str, mac: str, dev: str, state: str = "PERMANENT") -> Neighbour:
+        """`ip neigh replace IP lladdr MAC dev DEV nud permanent` (the kernel learns the others by ARP)."""
+        self.link(dev, "neighbour.dev")
+        entry = Neighbour(parse_ipv4_address(ip, "neighbour.ip"), parse_mac(mac, "neighbour.mac"), dev, state)
+        self.neighbours = [n for n in self.neighbours if (n.ip, n.dev) != (entry.ip, entry.dev)] + [entry]
+        return entry
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def link(self, name: str, fieldname: str = "dev") -> Link:
+        """The device called name, or the one clear error."""
+        try:
+            return self.links[name]
+        except KeyError:
+            raise LabInputError(fieldname, name, f"a device of {self.name}: {', '.join(self.links)}") from None
+
+    def local_addresses(self) -> list[IPv4Address]:
+        """Every address this namespace owns (its local table's `local` routes)."""
+        return [a.ip for lk in self.links.values() for a in lk.addresses]
+
+    def owns(self, ip: IPv4Address) -> bool:
+        """Whether ip is local here: 127.0.0.0/8 or an address on any device."""
+        return ip in IPv4Network("127.0.0.0/8") or ip in self.local_addresses()
+
+    def local_table(self) -> RoutingTable:
+        """The local table the kernel maintains from the addresses (`ip route show table local`)."""
+        table = RoutingTable(LOCAL_TABLE)
+        for link in self.links.values():
+            for iface in link.addresses:
+                if link.kind == "loopback":
+                    table.routes.append(Route(iface.network, "lo", proto="kernel", scope="host", src=iface.ip, kind="local"))
+                table.routes.append(
+                    Route(IPv4Network(f"{iface.ip}/32"), link.name, proto="kernel", scope="host", src=iface.ip, kind="local")
+                )
+                if iface.network.prefixlen < 31 and (link.broadcast or link.kind == "loopback"):
+                    table.routes.append(
+                        Route(
+                            IPv4Network(f"{iface.network.broadcast_address}/32"),
+                            link.name, proto="kernel", scope="link", src=iface.ip, kind="broadcast",
+                        )
+                    )
+        return table
+
+    def all_tables(self) -> dict[str, RoutingTable]:
+        """Every table by the name `ip rule` uses, the derived local table included."""
+        return {"local": self.local_table(), **self.tables}
+
+    def route_get(self, dst: str | IPv4Address, src: str | None = None, iif: str | None = None) -> Decision:
+        """`ip route get DST [from SRC] [iif DEV]`: which rule, table and route the kernel uses."""
+        address = parse_ipv4_address(dst, "dst")
+        source = parse_ipv4_address(src, "src") if src is not None else None
+        decision = resolve(self.rules, self.all_tables(), address, source, iif)
+        if decision is None:
+            raise LabInputError("dst", str(address), f"a destination {self.name} has a route to (Network is unreachable)")
+        return decision
+
+    def source_for(self, route: Route) -> IPv4Address:
+        """The source address the kernel picks for a route: its `src`, else the device's first address,
+        else any global address (inet_select_addr)."""
+        if route.src is not None:
+            return route.src
+        link = self.links[route.dev]
+        if link.addresses:
+            return link.addresses[0].ip
+        for other in self.links.values():
+            if other.kind != "loopback" and other.addresses:
+                return other.addresses[0].ip
+        raise LabInputError("route.src", None, f"an address on some device of {self.name} to send from")
+
+    def neighbour(self, ip: IPv4Address, dev: str) -> Neighbour | None:
+        """The neighbour entry for ip on dev, if the table has one."""
+        return next((n for n in self.neighbours if n.ip == ip and n.dev == dev), None)
+
+    def bridge_ports(self, bridge: str) -> list[Link]:
+        """The devices enslaved to a bridge (`bridge link`)."""
+        return [lk for lk in self.links.values() if lk.master == bridge]
+
+    # --- views in iproute2's words -------------------------------------------------------------
+
+    def ip_addr(self) -> str:
+        """`ip addr show` as iproute2 6.x prints it (IPv6 link-local included, lifetimes forever)."""
+        lines = []
+        for link in sorted(self.links.values(), key=lambda lk: lk.index):
+            name = link.name
+            if link.kind == "veth" and link.peer_index is not None:
+                name += f"@if{link.peer_index}"
+            master = f" master {link.master}" if link.master else ""
+            state = "UNKNOWN" if link.kind == "loopback" else "UP"
+            lines.append(
+                f"{link.index}: {name}: <{link.flags()}> mtu {link.mtu} qdisc noqueue{master} state {state}"
+                " group default qlen 1000"
+            )
+            if link.kind == "loopback":
+                lines.append("    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00")
+            else:
+                netns = f" link-netns {link.peer[0]}" if link.peer and link.peer[0] != self.name else ""
+                lines.append(f"    link/ether {link.mac} brd ff:ff:ff:ff:ff:ff{netns}")
+            for iface in link.addresses:
+                brd = ""
+                if link.broadcast and link.kind != "loopback" and iface.network.prefixlen < 31:
+                    brd = f" brd {iface.network.broadcast_address}"
+                scope = "host" if link.kind == "loopback" else "global"
+                lines.append(f"    inet {iface.with_prefixlen}{brd} scope {scope} {link.name}")
+                lines.append("       valid_lft forever preferred_lft forever")
+            if link.kind == "loopback":
+                lines.append("    inet6 ::1/128 scope host")
+            else:
+                lines.append(f"    inet6 {ipv6_link_local(link.mac).with_prefixlen} scope link")
+            lines.append("       valid_lft forever preferred_lft forever")
+        return "\n".join(lines)
+
+    def ip_route(self, table: str = "main") -> str:
+        """`ip route show [table T]`."""
+        tables = self.all_tables()
+        if table not in tables:
+            raise LabInputError("table", table, f"one of {', '.join(tables)}")
+        return tables[table].show()
+
+    def ip_rule(self) -> str:
+        """`ip rule list`."""
+        return "\n".join(str(r) for r in sorted(self.rules, key=lambda r: r.priority))
+
+    def ip_neigh(self) -> str:
+        """`ip neigh show` (entry states are the ones right after the modelled traffic)."""
+        return "\n".join(str(n) for n in self.neighbours)
+
+    def arp_a(self) -> str:
+        """`arp -a` from net-tools, the older view of the same neighbour table."""
+        lines = []
+        for n in self.neighbours:
+            perm = " PERM" if n.state == "PERMANENT" else ""
+            lines.append(f"? ({n.ip}) at {n.mac} [ether]{perm} on {n.dev}")
+        return "\n".join(lines)
+
+    def bridge_fdb(self) -> str:
+        """`bridge fdb show` restricted to what a learner reads: each port's own MAC (permanent)
+        and the MACs the bridge learned. The kernel also lists multicast `self permanent` entries."""
+        lines = []
+        for bridge in (lk for lk in self.links.values() if lk.kind == "bridge"):
+            lines.append(str(FdbEntry(bridge.mac, bridge.name, bridge.name, permanent=True)))
+            for port in self.bridge_ports(bridge.name):
+                lines += [str(e) for e in self.fdb if e.port == port.name and not e.permanent]
+                lines.append(str(FdbEntry(port.mac, port.name, bridge.name, permanent=True)))
+        return "\n".join(lines)
+
+    def learned_fdb(self) -> list[FdbEntry]:
+        """Only the learned (non-permanent) FDB entries: what traffic taught the bridge."""
+        return [e for e in self.fdb if not e.permanent]
+
+    def ip_json(self) -> dict:
+        """The comparable core of `ip -j addr`, `ip -j route`, `ip -j rule`, `ip -j neigh`:
+        what a kernel twin checks against the real kernel."""
+        table_ids = {name: t.id for name, t in self.all_tables().items()}
+        return {
+            "addr": {
+                lk.name: {
+                    "mac": lk.mac,
+                    "mtu": lk.mtu,
+                    "master": lk.master,
+                    "inet": sorted(a.with_prefixlen for a in lk.addresses),
+                    "inet6": [] if lk.kind == "loopback" else [ipv6_link_local(lk.mac).with_prefixlen],
+                }
+                for lk in self.links.values()
+            },
+            "route": {name: t.to_json() for name, t in self.tables.items() if t.routes},
+            "rule": [r.to_json(table_ids) for r in sorted(self.rules, key=lambda r: r.priority)],
+            "neigh": sorted((str(n.ip), n.dev, n.mac) for n in self.neighbours),
+            "fdb": sorted((e.mac, e.port) for e in self.learned_fdb()),
+        }
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _gateway_on_link(self, gateway: IPv4Address, dev: str, table: RoutingTable) -> bool:
+        link = self.links[dev]
+        if any(gateway in a.network for a in link.addresses):
+            return True
+        return any(r.dev == dev and r.via is None and gateway in r.dst and r.scope == "link" for r in table.routes)
+
+    def _device_for_gateway(self, gateway: IPv4Address, table: RoutingTable, fieldname: str) -> str:
+        for link in self.links.values():
+            if self._gateway_on_link(gateway, link.name, table):
+                return link.name
+        raise LabInputError(fieldname, str(gateway), f"a gateway on a prefix connected to {self.name}")
+
+
+def _as_prefix(value: str) -> str:
+    text = str(value).strip()
+    return text if "/" in text else f"{text}/32"

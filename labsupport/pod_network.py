@@ -1,0 +1,591 @@
+"""Pod networking on one node: namespaces, veth pairs, a bridge, and the way a packet goes.
+
+Models the notes' "Container to Container", "Pod to Pod" (one node), "Inside Pod", "On the
+Node" and "Docker网络原理" sections:
+
+- :func:`build_node` is what a bridge CNI plugin (or Docker with `docker0`) sets up: one
+  namespace per pod, a veth pair per pod with one end in the pod (`eth0`) and one on the
+  node enslaved to the bridge, the bridge holding the pods' gateway address.
+- :func:`aws_vpc_cni_node` is the notes' AWS VPC CNI node: /32 pod addresses, the
+  `169.254.1.1` gateway with a permanent ARP entry, per-pod host routes and policy routing.
+- :func:`walk` sends one ping (or UDP datagram) and records every hop: route lookup, ARP,
+  bridge learning and forwarding, delivery and the reply, with the scapy frame at each.
+- :func:`check_requirements` runs the three Kubernetes network requirements against a node.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from labsupport.addressing import (
+    BROADCAST_MAC,
+    ZERO_MAC,
+    check_ifname,
+    cni_mac,
+    parse_ipv4_address,
+    parse_ipv4_interface,
+    parse_ipv4_network,
+    stable_mac,
+)
+from labsupport.errors import LabInputError
+from labsupport.host import FdbEntry, Namespace
+
+MAX_PODS = 8
+PING_PAYLOAD = bytes(16) + bytes(range(0x10, 0x38))  # ping's 56 bytes: a zeroed timestamp, then its pattern
+ETH_P_ARP, ETH_P_IP = 0x0806, 0x0800
+
+
+@dataclass
+class Node:
+    """A Kubernetes node: its root namespace plus one namespace per pod, in creation order."""
+
+    name: str
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+
+    @property
+    def host(self) -> Namespace:
+        """The node's root namespace (where the bridge and the host ends of the veths live)."""
+        return self.namespaces[self.name]
+
+    @property
+    def pods(self) -> list[str]:
+        """Pod namespace names, in creation order."""
+        return [n for n, ns in self.namespaces.items() if ns.role == "pod"]
+
+    def namespace(self, name: str, fieldname: str = "namespace") -> Namespace:
+        """The namespace called name (the node's own name means the root namespace)."""
+        try:
+            return self.namespaces[name]
+        except KeyError:
+            raise LabInputError(fieldname, name, f"one of {', '.join(self.namespaces)}") from None
+
+    def pod_ip(self, pod: str) -> IPv4Address:
+        """The pod's address: the first global address on its eth0 (what `kubectl get pod -o wide` shows)."""
+        return self.namespace(pod, "pod").link("eth0").addresses[0].ip
+
+    def owner_of(self, ip: IPv4Address) -> str | None:
+        """Which namespace owns an address, if any."""
+        return next((name for name, ns in self.namespaces.items() if ip in ns.local_addresses()), None)
+
+    def add_pod(
+        self,
+        name: str,
+        address: str,
+        host_veth: str,
+        bridge: str | None = None,
+        gateway: str | None = None,
+        containers: tuple[str, ...] = ("app",),
+    ) -> Namespace:
+        """What a CNI plugin's ADD does for one pod: `ip netns add`, a veth pair, `eth0` inside with the
+        address, the host end on the node (enslaved to the bridge if there is one), the pod's routes."""
+        if name in self.namespaces:
+            raise LabInputError("pod.name", name, "a name no other pod or the node already has")
+        check_ifname(host_veth, "pod.host_veth")
+        iface = parse_ipv4_interface(address, "pod.address")
+        owner = self.owner_of(iface.ip)
+        if owner is not None:
+            raise LabInputError("pod.address", address, f"an address not already used (by {owner})")
+        if bridge is not None:
+            br = self.host.link(bridge, "pod.bridge")
+            subnet = br.addresses[0].network
+            if iface.ip not in subnet or iface.network != subnet:
+                raise LabInputError("pod.address", address, f"an address inside the bridge's subnet {subnet}")
+        pod = Namespace(name, role="pod", containers=tuple(containers))
+        host_end = self.host.add_link(host_veth, "veth", stable_mac(self.name, host_veth), master=bridge)
+        pod_end = pod.add_link("eth0", "veth", cni_mac(iface.ip))
+        pod_end.index = 2  # a fresh namespace has lo as 1, so the pod's eth0 is 2
+        host_end.peer, host_end.peer_index = (name, "eth0"), pod_end.index
+        pod_end.peer, pod_end.peer_index = (self.name, host_veth), host_end.index
+        pod.add_address("eth0", iface)
+        if gateway is not None:
+            pod.add_route("default", via=gateway, dev="eth0")
+        self.namespaces[name] = pod
+        return pod
+
+
+def build_node(
+    pods: int = 2,
+    bridge: str = "cni0",
+    pod_cidr: str = "10.244.1.0/24",
+    node_ip: str = "192.168.56.10/24",
+    node_gateway: str = "192.168.56.1",
+    name: str = "node-1",
+) -> Node:
+    """A node as the bridge CNI plugin (or Docker, with bridge `docker0`) sets it up.
+
+    Mirrors, per pod: `ip netns add`, `ip link add vethX type veth peer name eth0 netns POD`,
+    `ip link set vethX master BRIDGE up`, `ip addr add POD_IP/LEN brd + dev eth0`,
+    `ip route add default via BRIDGE_IP`; and on the node `ip addr add GATEWAY/LEN dev BRIDGE`.
+    The bridge takes the first address of the pod CIDR, pods the next ones.
+    """
+    if not isinstance(pods, int) or not 1 <= pods <= MAX_PODS:
+        raise LabInputError("pods", pods, f"a whole number of pods from 1 to {MAX_PODS}")
+    check_ifname(bridge, "bridge")
+    if bridge in {"lo", "eth0"}:
+        raise LabInputError("bridge", bridge, "a name no other device of the node has (lo and eth0 are taken)")
+    cidr = parse_ipv4_network(pod_cidr, "pod_cidr")
+    if cidr.prefixlen > 29:
+        raise LabInputError("pod_cidr", pod_cidr, "a prefix of /29 or shorter, with room for the bridge and pods")
+    node_iface = parse_ipv4_interface(node_ip, "node_ip")
+    if cidr.overlaps(node_iface.network):
+        raise LabInputError(
+            "pod_cidr", pod_cidr, f"a pod CIDR that does not overlap the node's network {node_iface.network}"
+        )
+    hosts = list(cidr.hosts())
+    if pods + 1 > len(hosts):
+        raise LabInputError("pods", pods, f"at most {len(hosts) - 1} pods in {cidr}")
+
+    node = Node(name)
+    host = Namespace(name, role="node", forwarding=True)
+    node.namespaces[name] = host
+    host.add_link("eth0", "ether", stable_mac(name, "eth0"))
+    host.add_address("eth0", node_iface)
+    host.add_route("default", via=node_gateway, dev="eth0")
+    gateway = hosts[0]
+    host.add_link(bridge, "bridge", cni_mac(gateway))
+    host.add_address(bridge, f"{gateway}/{cidr.prefixlen}")
+    for i in range(pods):
+        pod_name = f"pod-{chr(ord('a') + i)}"
+        node.add_pod(
+            pod_name,
+            f"{hosts[i + 1]}/{cidr.prefixlen}",
+            host_veth="veth" + stable_mac(name, pod_name).replace(":", "")[4:12],
+            bridge=bridge,
+            gateway=str(gateway),
+        )
+    return node
+
+
+# The notes' "Inside Pod" and "On the Node" outputs, as data. The secondary ENI's own address is not in
+# the notes; 10.0.108.20 stands in for it.
+AWS_PODS = (
+    ("pod-a", "10.0.97.30", "aws8db0408c9a8", "2a:09:74:cd:c4:62", "eni-1"),
+    ("pod-b", "10.0.97.159", "awsbcd978401eb", None, None),
+    ("pod-c", "10.0.97.226", "awsc2f87dc4cdd", None, None),
+    ("pod-d", "10.0.102.98", "aws4914061689b", None, None),
+)
+AWS_VPC_CIDR = "10.0.0.0/16"
+AWS_LINK_LOCAL_GATEWAY = "169.254.1.1"
+
+
+def aws_vpc_cni_node(name: str = "ip-10-0-104-183") -> Node:
+    """The notes' node running the AWS VPC CNI: no bridge, routed pods, policy routing per ENI.
+
+    Mirrors what the plugin programs (amazon-vpc-cni-k8s, docs/cni-proposal.md): in each pod
+    `ip addr add POD/32 dev eth0`, `ip route add 169.254.1.1 dev eth0 scope link`,
+    `ip route add default via 169.254.1.1`, `ip neigh add 169.254.1.1 lladdr HOST_VETH_MAC nud permanent`;
+    on the node `ip route add POD dev HOST_VETH scope link`, `ip rule add to POD lookup main pref 512`,
+    `ip rule add not to VPC_CIDR lookup main pref 1025`, and for pods on a secondary ENI
+    `ip rule add from POD lookup eni-N pref 1536` with table eni-N routing out that ENI.
+    """
+    node = Node(name)
+    host = Namespace(name, role="node", forwarding=True)
+    node.namespaces[name] = host
+    host.add_link("eth0", "ether", "02:4f:1a:3c:9e:01", mtu=9001)
+    host.add_address("eth0", "10.0.104.183/19")
+    host.add_route("default", via="10.0.96.1", dev="eth0")
+    host.add_link("eth1", "ether", "02:4f:1a:3c:9e:02", mtu=9001)
+    # The secondary ENI's connected route is removed from main: the plugin routes it only in eni-1.
+    host.links["eth1"].addresses.append(parse_ipv4_interface("10.0.108.20/19", "eth1.address"))
+    host.add_table("eni-1", 2)
+    host.add_route("10.0.96.1", dev="eth1", table="eni-1", scope="link")
+    host.add_route("default", via="10.0.96.1", dev="eth1", table="eni-1")
+    host.add_rule(1025, "main", dst=AWS_VPC_CIDR, invert=True)
+    for pod_name, ip, veth, veth_mac, eni_table in AWS_PODS:
+        pod = Namespace(pod_name, role="pod", containers=("app",))
+        host_end = host.add_link(veth, "veth", veth_mac or stable_mac(name, veth), mtu=9001)
+        pod_end = pod.add_link("eth0", "veth", stable_mac(pod_name, "eth0"), mtu=9001)
+        pod_end.index = 3
+        host_end.peer, host_end.peer_index = (pod_name, "eth0"), pod_end.index
+        pod_end.peer, pod_end.peer_index = (name, veth), host_end.index
+        pod.add_address("eth0", f"{ip}/32")
+        pod.add_route(AWS_LINK_LOCAL_GATEWAY, dev="eth0", scope="link")
+        pod.add_route("default", via=AWS_LINK_LOCAL_GATEWAY, dev="eth0")
+        pod.add_neighbour(AWS_LINK_LOCAL_GATEWAY, host_end.mac, "eth0", "PERMANENT")
+        host.add_route(ip, dev=veth, scope="link")
+        host.add_rule(512, "main", dst=ip)
+        if eni_table:
+            host.add_rule(1536, eni_table, src=ip)
+        node.namespaces[pod_name] = pod
+    return node
+
+
+# --- a packet's way ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One thing that happened to the packet: where, what, and the frame on the wire (if any)."""
+
+    namespace: str
+    device: str
+    event: str
+    frame: object = None  # a scapy Ether frame, as captured on that device
+
+    def frame_summary(self) -> str:
+        """The frame in tcpdump -e style words (scapy's summary), or '' for a decision."""
+        return self.frame.summary() if self.frame is not None else ""
+
+
+@dataclass
+class Walk:
+    """The hops of one exchange (request and reply), and the node's state afterwards."""
+
+    source: str
+    destination: str
+    hops: list[Hop]
+    node_after: Node
+    delivered: bool
+    replied: bool
+
+    def table(self) -> str:
+        """The walk as numbered lines: namespace and device, then what happened."""
+        width = max(len(f"{h.namespace}/{h.device}") for h in self.hops)
+        return "\n".join(
+            f"{i:>2}. {f'{h.namespace}/{h.device}':<{width}}  {h.event}" for i, h in enumerate(self.hops, 1)
+        )
+
+    def frames(self) -> list:
+        """Every frame seen on a device, in order, with deterministic timestamps (1 ms apart)."""
+        out = []
+        for i, hop in enumerate(h for h in self.hops if h.frame is not None):
+            frame = hop.frame.copy()
+            frame.time = 1_700_000_000 + i / 1000
+            out.append(frame)
+        return out
+
+    def write_pcap(self, path: str) -> str:
+        """Save every frame as a pcap Wireshark opens (scapy's wrpcap)."""
+        from scapy.utils import wrpcap
+
+        wrpcap(path, self.frames())
+        return path
+
+
+class _Engine:
+    """Moves frames between the namespaces of a node the way the kernel does, recording hops.
+
+    Frames in flight wait in a FIFO queue, so a flood reaches every port before anyone answers,
+    and a packet waiting for ARP sits in the neighbour's queue until the reply comes (arp_queue).
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.hops: list[Hop] = []
+        self.delivered: list[tuple[str, object]] = []
+        self.wire: deque = deque()
+        self.waiting_for_arp: dict[tuple[str, str, IPv4Address], list] = {}
+
+    def run(self) -> None:
+        while self.wire:
+            self.wire.popleft()()
+
+    def record(self, ns: str, dev: str, event: str, frame=None) -> None:
+        if len(self.hops) > 500:
+            raise RuntimeError("packet walk did not converge: a forwarding loop in the model")
+        self.hops.append(Hop(ns, dev, event, frame.copy() if frame is not None else None))
+
+    # layer 3: sending and forwarding
+
+    def send_ip(self, ns_name: str, packet) -> None:
+        ns = self.node.namespaces[ns_name]
+        decision = ns.route_get(packet.dst, src=packet.src)
+        self.record(ns_name, decision.route.dev, f"route lookup for {packet.dst}: {decision.explain()}")
+        if decision.route.kind == "local":
+            self.record(ns_name, "lo", f"{packet.dst} is local: looped back")
+            self.deliver(ns_name, "lo", packet)
+            return
+        self.output(ns_name, decision.route, packet)
+
+    def output(self, ns_name: str, route, packet) -> None:
+        ns = self.node.namespaces[ns_name]
+        nexthop = route.via or IPv4Address(packet.dst)
+        entry = ns.neighbour(nexthop, route.dev)
+        if entry is None:
+            key = (ns_name, route.dev, nexthop)
+            first = key not in self.waiting_for_arp
+            self.waiting_for_arp.setdefault(key, []).append(packet)
+            if first:
+                self.arp_request(ns_name, route.dev, nexthop, ns.source_for(route))
+            return
+        self.record(ns_name, route.dev, f"neighbour table: {nexthop} is at {entry.mac} ({entry.state})")
+        if entry.state == "STALE":
+            ns.add_neighbour(str(nexthop), entry.mac, route.dev, "DELAY")
+        self.send_frame(ns_name, route.dev, entry.mac, nexthop, packet)
+
+    def send_frame(self, ns_name: str, dev: str, mac: str, nexthop: IPv4Address, packet) -> None:
+        from scapy.layers.l2 import Ether
+
+        link = self.node.namespaces[ns_name].links[dev]
+        frame = Ether(src=link.mac, dst=mac, type=ETH_P_IP) / packet
+        self.record(ns_name, dev, f"transmits {_describe(packet)} to {mac} (next hop {nexthop})", frame)
+        self.transmit(ns_name, dev, frame)
+
+    def arp_request(self, ns_name: str, dev: str, nexthop: IPv4Address, src: IPv4Address) -> None:
+        from scapy.layers.l2 import ARP, Ether
+
+        link = self.node.namespaces[ns_name].links[dev]
+        request = Ether(src=link.mac, dst=BROADCAST_MAC, type=ETH_P_ARP) / ARP(
+            op=1, hwsrc=link.mac, psrc=str(src), hwdst=ZERO_MAC, pdst=str(nexthop)
+        )
+        self.record(
+            ns_name, dev, f"no neighbour entry for {nexthop}: queues the packet, broadcasts ARP who-has {nexthop} tell {src}",
+            request,
+        )
+        self.transmit(ns_name, dev, request)
+
+    # layer 2: links and the bridge
+
+    def transmit(self, ns_name: str, dev: str, frame) -> None:
+        link = self.node.namespaces[ns_name].links[dev]
+        if link.kind == "bridge":
+            self.wire.append(lambda: self.bridge_forward(ns_name, link.name, None, frame))
+        elif link.kind == "veth" and link.peer is not None:
+            peer_ns, peer_dev = link.peer
+            self.wire.append(lambda: self.receive(peer_ns, peer_dev, frame))
+        else:
+            self.record(ns_name, dev, "leaves the node on its uplink: beyond this model", frame)
+
+    def receive(self, ns_name: str, dev: str, frame) -> None:
+        link = self.node.namespaces[ns_name].links[dev]
+        self.record(ns_name, dev, f"receives {_describe(frame)}", frame)
+        if link.master is not None:
+            self.bridge_forward(ns_name, link.master, dev, frame)
+        else:
+            self.l2_input(ns_name, dev, frame)
+
+    def bridge_forward(self, ns_name: str, bridge: str, in_port: str | None, frame) -> None:
+        ns = self.node.namespaces[ns_name]
+        br = ns.links[bridge]
+        if in_port is not None:
+            known = next((e for e in ns.fdb if e.mac == frame.src), None)
+            if known is None or known.port != in_port:
+                ns.fdb = [e for e in ns.fdb if e.mac != frame.src] + [FdbEntry(frame.src, in_port, bridge)]
+                self.record(ns_name, bridge, f"bridge learns {frame.src} is behind {in_port}")
+        if frame.dst == br.mac:
+            self.record(ns_name, bridge, "destination MAC is the bridge's own: up to the node's IP stack")
+            self.l2_input(ns_name, bridge, frame)
+            return
+        entry = next((e for e in ns.fdb if e.mac == frame.dst), None)
+        if frame.dst != BROADCAST_MAC and entry is not None:
+            self.record(ns_name, bridge, f"FDB: {frame.dst} is behind {entry.port}: forwards there only")
+            if entry.port != in_port:
+                self.transmit(ns_name, entry.port, frame)
+            return
+        ports = [p.name for p in ns.bridge_ports(bridge) if p.name != in_port]
+        targets = ports + ([bridge] if in_port is not None else [])
+        why = "broadcast" if frame.dst == BROADCAST_MAC else f"unknown {frame.dst}"
+        self.record(ns_name, bridge, f"{why}: floods to {', '.join(targets) or 'no other port'}")
+        for port in ports:
+            self.transmit(ns_name, port, frame)
+        if in_port is not None:
+            self.l2_input(ns_name, bridge, frame)
+
+    def l2_input(self, ns_name: str, dev: str, frame) -> None:
+        link = self.node.namespaces[ns_name].links[dev]
+        if frame.dst not in (link.mac, BROADCAST_MAC):
+            self.record(ns_name, dev, f"not addressed to {link.mac}: ignored")
+        elif frame.type == ETH_P_ARP:
+            self.arp_input(ns_name, dev, frame)
+        elif frame.type == ETH_P_IP:
+            self.ip_input(ns_name, dev, frame.payload.copy())
+
+    def arp_input(self, ns_name: str, dev: str, frame) -> None:
+        from scapy.layers.l2 import ARP, Ether
+
+        ns = self.node.namespaces[ns_name]
+        arp = frame[ARP]
+        sender, target = IPv4Address(arp.psrc), IPv4Address(arp.pdst)
+        if arp.op == 2:
+            ns.add_neighbour(str(sender), arp.hwsrc, dev, "REACHABLE")
+            self.record(ns_name, dev, f"ARP reply: {sender} is at {arp.hwsrc}; neighbour entry REACHABLE")
+            for packet in self.waiting_for_arp.pop((ns_name, dev, sender), []):
+                self.send_frame(ns_name, dev, arp.hwsrc, sender, packet)
+            return
+        if not ns.owns(target):
+            self.record(ns_name, dev, f"ARP who-has {target}: not an address of {ns_name}, no reply")
+            return
+        if ns.neighbour(sender, dev) is None:
+            ns.add_neighbour(str(sender), arp.hwsrc, dev, "STALE")
+        link = ns.links[dev]
+        reply = Ether(src=link.mac, dst=arp.hwsrc, type=ETH_P_ARP) / ARP(
+            op=2, hwsrc=link.mac, psrc=str(target), hwdst=arp.hwsrc, pdst=str(sender)
+        )
+        self.record(ns_name, dev, f"ARP who-has {target} is mine: learns {sender} (STALE), replies is-at {link.mac}", reply)
+        self.transmit(ns_name, dev, reply)
+
+    def ip_input(self, ns_name: str, dev: str, packet) -> None:
+        ns = self.node.namespaces[ns_name]
+        dst = IPv4Address(packet.dst)
+        if ns.owns(dst):
+            self.deliver(ns_name, dev, packet)
+            return
+        if not ns.forwarding:
+            self.record(ns_name, dev, f"{dst} is not local and ip_forward is 0: dropped")
+            return
+        decision = ns.route_get(dst, src=packet.src, iif=dev)
+        packet.ttl -= 1
+        del packet.chksum
+        self.record(ns_name, decision.route.dev, f"forwards (ttl {packet.ttl}): {decision.explain()}")
+        self.output(ns_name, decision.route, packet)
+
+    def deliver(self, ns_name: str, dev: str, packet) -> None:
+        from scapy.layers.inet import ICMP, IP, UDP
+
+        self.delivered.append((ns_name, packet))
+        if packet.haslayer(ICMP) and packet[ICMP].type == 8:
+            self.record(ns_name, dev, f"ICMP echo request from {packet.src} delivered; the kernel answers it")
+            reply = IP(src=packet.dst, dst=packet.src, ttl=64, id=0, flags="DF") / ICMP(
+                type=0, id=packet[ICMP].id, seq=packet[ICMP].seq
+            ) / bytes(packet[ICMP].payload)
+            self.send_ip(ns_name, reply)
+        elif packet.haslayer(ICMP):
+            self.record(ns_name, dev, f"ICMP echo reply from {packet.src} delivered to ping")
+        elif packet.haslayer(UDP):
+            self.record(ns_name, dev, f"UDP from {packet.src}:{packet[UDP].sport} delivered to port {packet[UDP].dport}")
+
+
+def _describe(packet) -> str:
+    """A few words for a frame or packet: ARP who-has / is-at, ICMP echo request / reply, UDP."""
+    from scapy.layers.inet import ICMP, UDP
+    from scapy.layers.l2 import ARP
+
+    if packet.haslayer(ARP):
+        arp = packet[ARP]
+        return f"ARP who-has {arp.pdst}" if arp.op == 1 else f"ARP {arp.psrc} is-at {arp.hwsrc}"
+    if packet.haslayer(ICMP):
+        return "ICMP echo " + ("request" if packet[ICMP].type == 8 else "reply")
+    if packet.haslayer(UDP):
+        return f"UDP to port {packet[UDP].dport}"
+    return "a frame"
+
+
+def _endpoint(node: Node, name_or_ip: str, fieldname: str) -> tuple[str, IPv4Address]:
+    """A namespace name (its first address) or an address (and who owns it)."""
+    if name_or_ip in node.namespaces:
+        ns = node.namespaces[name_or_ip]
+        if ns.role == "pod":
+            return name_or_ip, node.pod_ip(name_or_ip)
+        return name_or_ip, next(a.ip for lk in ns.links.values() if lk.kind != "loopback" for a in lk.addresses)
+    ip = parse_ipv4_address(name_or_ip, fieldname)
+    return node.owner_of(ip) or "", ip
+
+
+def walk(node: Node, source: str, destination: str, proto: str = "icmp", port: int = 8080) -> Walk:
+    """Send one ping (`ping -c1 DST`) or UDP datagram from source to destination and record every hop.
+
+    source is a namespace (a pod or the node); destination a namespace or an address. The node
+    is not changed: the walk runs on a copy, returned as `node_after` with the ARP entries and
+    FDB entries the exchange taught it.
+    """
+    from scapy.layers.inet import ICMP, IP, UDP
+
+    if proto not in ("icmp", "udp"):
+        raise LabInputError("proto", proto, "icmp or udp")
+    if not 1 <= int(port) <= 65535:
+        raise LabInputError("port", port, "a port from 1 to 65535")
+    work = copy.deepcopy(node)
+    src_name, _ = _endpoint(work, source, "source")
+    if src_name not in work.namespaces:
+        raise LabInputError("source", source, f"one of {', '.join(work.namespaces)}")
+    dst_name, dst_ip = _endpoint(work, destination, "destination")
+    src_ns = work.namespaces[src_name]
+    decision = src_ns.route_get(dst_ip)
+    src_ip = src_ns.source_for(decision.route)
+    if proto == "icmp":
+        packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / ICMP(type=8, id=1, seq=1) / PING_PAYLOAD
+    else:
+        packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / UDP(sport=40000, dport=int(port)) / b"hello"
+    engine = _Engine(work)
+    engine.send_ip(src_name, packet)
+    engine.run()
+    delivered = any(ns == dst_name and str(p.dst) == str(dst_ip) for ns, p in engine.delivered)
+    replied = proto == "icmp" and any(ns == src_name and str(p.dst) == str(src_ip) for ns, p in engine.delivered)
+    return Walk(source, destination, engine.hops, work, delivered, replied)
+
+
+# --- the three requirements -----------------------------------------------------------------------
+
+REQUIREMENTS = (
+    "all pods can communicate with all other pods without NAT",
+    "all nodes can communicate with all pods without NAT",
+    "the IP that a pod sees itself as is the same IP that others see it as",
+)
+
+
+@dataclass(frozen=True)
+class RequirementCheck:
+    """One of the Kubernetes network requirements, checked on a model, with its evidence."""
+
+    requirement: str
+    passed: bool
+    evidence: str
+
+    def __str__(self) -> str:
+        return f"[{'PASS' if self.passed else 'FAIL'}] {self.requirement}\n       {self.evidence}"
+
+
+def check_requirements(node: Node) -> list[RequirementCheck]:
+    """Run the three requirements of the Kubernetes network model against a node, by sending packets.
+
+    Each check walks real exchanges through the model and compares the addresses on the frames
+    that arrive with the addresses the senders own: a rewrite anywhere (NAT) would show there.
+    """
+    pods = node.pods
+    pairs = [(a, b) for a in pods for b in pods if a != b]
+    pod_ok, pod_seen = True, []
+    for a, b in pairs:
+        result = walk(node, a, b)
+        arrived = _arrivals(result, b)
+        ok = result.delivered and all(str(p.src) == str(node.pod_ip(a)) for p in arrived)
+        pod_ok &= ok
+        pod_seen.append(f"{a}→{b} {'src kept' if ok else 'FAILED'}")
+    node_ok, node_seen = True, []
+    for b in pods:
+        result = walk(node, node.name, b)
+        sent_from = {str(a.ip) for lk in node.host.links.values() for a in lk.addresses}
+        ok = result.delivered and all(str(p.src) in sent_from for p in _arrivals(result, b))
+        node_ok &= ok
+        node_seen.append(f"{node.name}→{b} {'src kept' if ok else 'FAILED'}")
+    self_ok, self_seen = True, []
+    for b in pods:
+        own = str(node.pod_ip(b))
+        seen_by_others = {
+            str(p.src) for a in pods if a != b for p in _arrivals(walk(node, b, a), a)
+        }
+        ok = seen_by_others <= {own}
+        self_ok &= ok
+        self_seen.append(f"{b} is {own}, others see {', '.join(sorted(seen_by_others)) or 'no traffic'}")
+    return [
+        RequirementCheck(REQUIREMENTS[0], pod_ok, "; ".join(pod_seen) or "only one pod"),
+        RequirementCheck(REQUIREMENTS[1], node_ok, "; ".join(node_seen)),
+        RequirementCheck(REQUIREMENTS[2], self_ok, "; ".join(self_seen)),
+    ]
+
+
+def _arrivals(result: Walk, namespace: str) -> list:
+    from scapy.layers.inet import IP
+
+    return [
+        h.frame[IP]
+        for h in result.hops
+        if h.namespace == namespace and h.event.startswith("receives") and h.frame is not None and h.frame.haslayer(IP)
+    ]
+
+
+def container_to_container(node: Node, pod: str) -> str:
+    """Containers of one pod share its namespace: they reach each other on 127.0.0.1 (over `lo`).
+
+    Shows the route the kernel uses (`ip route get 127.0.0.1` inside the pod) and who shares it.
+    """
+    ns = node.namespace(pod, "pod")
+    decision = ns.route_get("127.0.0.1")
+    names = ", ".join(ns.containers)
+    return (
+        f"containers of {pod}: {names} — one network namespace, one eth0 ({node.pod_ip(pod)}), one lo\n"
+        f"127.0.0.1 from any of them: {decision.explain()}"
+    )
+
