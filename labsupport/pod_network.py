@@ -113,13 +113,15 @@ def build_node(
     node_ip: str = "192.168.56.10/24",
     node_gateway: str = "192.168.56.1",
     name: str = "node-1",
+    containers: tuple[str, ...] = ("app",),
 ) -> Node:
     """A node as the bridge CNI plugin (or Docker, with bridge `docker0`) sets it up.
 
     Mirrors, per pod: `ip netns add`, `ip link add vethX type veth peer name eth0 netns POD`,
     `ip link set vethX master BRIDGE up`, `ip addr add POD_IP/LEN brd + dev eth0`,
     `ip route add default via BRIDGE_IP`; and on the node `ip addr add GATEWAY/LEN dev BRIDGE`.
-    The bridge takes the first address of the pod CIDR, pods the next ones.
+    The bridge takes the first address of the pod CIDR, pods the next ones; every pod runs
+    the given containers, which share its namespace.
     """
     if not isinstance(pods, int) or not 1 <= pods <= MAX_PODS:
         raise LabInputError("pods", pods, f"a whole number of pods from 1 to {MAX_PODS}")
@@ -155,6 +157,7 @@ def build_node(
             host_veth="veth" + stable_mac(name, pod_name).replace(":", "")[4:12],
             bridge=bridge,
             gateway=str(gateway),
+            containers=containers,
         )
     return node
 
