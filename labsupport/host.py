@@ -411,6 +411,74 @@ class Namespace:
         raise LabInputError(fieldname, str(gateway), f"a gateway on a prefix connected to {self.name}")
 
 
+def namespace_from_ip_json(name: str, addrs: list[dict], routes: list[dict], rules: list[dict] | None = None) -> Namespace:
+    """A namespace read from a real host's `ip -j -d addr`, `ip -4 -j route show table all` and `ip -j rule`.
+
+    Links, addresses, every table's unicast routes and the rules come from the dumps; the local
+    table is derived again from the addresses, as the kernel derives it. Without `-d` the kind of a
+    link is guessed: `loopback` by its link type, a bridge when another link names it as master.
+    """
+    if not isinstance(addrs, list) or not isinstance(routes, list):
+        raise LabInputError("ip -j output", type(addrs).__name__, "the JSON lists `ip -j addr` and `ip -j route` print")
+    ns = Namespace(name, role="node")
+    ns.links.clear()
+    masters = {a.get("master") for a in addrs if a.get("master")}
+    for entry in sorted(addrs, key=lambda a: a.get("ifindex", 0)):
+        try:
+            ifname, index = entry["ifname"], int(entry["ifindex"])
+        except (KeyError, TypeError, ValueError):
+            raise LabInputError("ip -j addr", str(entry)[:80], "objects with ifindex and ifname") from None
+        kind = (entry.get("linkinfo") or {}).get("info_kind")
+        if entry.get("link_type") == "loopback":
+            kind = "loopback"
+        elif kind not in LINK_KINDS:
+            kind = "bridge" if ifname in masters else "ether"
+        link = Link(index, ifname, kind, entry.get("address", "00:00:00:00:00:00"), int(entry.get("mtu", 1500)))
+        ns.links[ifname] = link
+        for info in entry.get("addr_info", []):
+            if info.get("family") == "inet":
+                link.addresses.append(parse_ipv4_interface(f"{info['local']}/{info['prefixlen']}", f"{ifname}.addr_info"))
+    for entry in addrs:
+        if entry.get("master") in ns.links:
+            ns.links[entry["ifname"]].master = entry["master"]
+    for entry in routes:
+        if entry.get("type", "unicast") != "unicast":
+            continue
+        table = str(entry.get("table", "main"))
+        if table == "local":
+            continue
+        if table not in ns.tables:
+            ns.tables[table] = RoutingTable(int(table) if table.isdigit() else len(ns.tables) + 1000, None if table.isdigit() else table)
+        dst = entry.get("dst", "")
+        ns.tables[table].routes.append(
+            Route(
+                parse_ipv4_network("0.0.0.0/0" if dst == "default" else _as_prefix(dst), "route.dst"),
+                entry.get("dev", ""),
+                via=parse_ipv4_address(entry["gateway"], "route.gateway") if "gateway" in entry else None,
+                proto=entry.get("protocol"),
+                scope=entry.get("scope"),
+                src=parse_ipv4_address(entry["prefsrc"], "route.prefsrc") if "prefsrc" in entry else None,
+                metric=entry.get("metric"),
+            )
+        )
+    if rules is not None:
+        ns.rules = []
+        for entry in rules:
+            src = None if entry.get("src", "all") == "all" else f"{entry['src']}/{entry.get('srclen', 32)}"
+            dst = f"{entry['dst']}/{entry.get('dstlen', 32)}" if "dst" in entry else None
+            ns.rules.append(
+                Rule(
+                    int(entry["priority"]),
+                    str(entry.get("table", "main")),
+                    src=parse_ipv4_network(src, "rule.src") if src else None,
+                    dst=parse_ipv4_network(dst, "rule.dst") if dst else None,
+                    iif=entry.get("iif"),
+                    invert="not" in entry,
+                )
+            )
+    return ns
+
+
 def _as_prefix(value: str) -> str:
     text = str(value).strip()
     return text if "/" in text else f"{text}/32"

@@ -251,20 +251,28 @@ class Walk:
             f"{i:>2}. {f'{h.namespace}/{h.device}':<{width}}  {h.event}" for i, h in enumerate(self.hops, 1)
         )
 
-    def frames(self) -> list:
-        """Every frame seen on a device, in order, with deterministic timestamps (1 ms apart)."""
+    def frames(self, namespace: str | None = None, device: str | None = None) -> list:
+        """Every frame seen on a device, in order, with deterministic timestamps (1 ms apart).
+
+        With namespace and device, only what a capture there would see (`tcpdump -i DEVICE`
+        inside that namespace): each frame once, sent or received.
+        """
+        seen = [
+            h for h in self.hops
+            if h.frame is not None and namespace in (None, h.namespace) and device in (None, h.device)
+        ]
         out = []
-        for i, hop in enumerate(h for h in self.hops if h.frame is not None):
+        for i, hop in enumerate(seen):
             frame = hop.frame.copy()
             frame.time = 1_700_000_000 + i / 1000
             out.append(frame)
         return out
 
-    def write_pcap(self, path: str) -> str:
-        """Save every frame as a pcap Wireshark opens (scapy's wrpcap)."""
+    def write_pcap(self, path: str, namespace: str | None = None, device: str | None = None) -> str:
+        """Save the frames (all, or those seen on one device) as a pcap Wireshark opens (scapy's wrpcap)."""
         from scapy.utils import wrpcap
 
-        wrpcap(path, self.frames())
+        wrpcap(path, self.frames(namespace, device))
         return path
 
 
