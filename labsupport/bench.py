@@ -1,0 +1,135 @@
+"""`make bench`: how fast the course is, measured rather than asserted.
+
+Prints, per lab widget, the median and 95th percentile of a control change driven
+programmatically (goal: p95 under 50 ms); the time of `import labsupport` in a fresh
+interpreter (goal: under 0.5 s); the models' own costs; each lab's execution time
+(goal: under 20 s); and, unless BENCH_QUICK=1, a cold `make book` and `make test` in a
+fresh clone of the repository (a new `.venv` from the pip cache).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _timings(action: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def _line(name: str, seconds: list[float], goal: float | None = None) -> str:
+    ms = sorted(s * 1000 for s in seconds)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    verdict = "" if goal is None else ("  ok" if p95 <= goal * 1000 else f"  OVER the {goal * 1000:.0f} ms goal")
+    return f"{name:<58} median {statistics.median(ms):8.1f} ms   p95 {p95:8.1f} ms   (n={len(ms)}){verdict}"
+
+
+def bench_import(repeat: int = 7) -> str:
+    """`python -c 'import labsupport'` in a fresh interpreter, minus the interpreter's own start."""
+    def run(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - start
+
+    bare = statistics.median(run("pass") for _ in range(repeat))
+    with_import = [run("import labsupport") - bare for _ in range(repeat)]
+    return _line("import labsupport (fresh interpreter)", with_import, goal=0.5)
+
+
+def bench_widgets(repeat: int = 25) -> list[str]:
+    """Control changes of every lab widget, driven with `Explorable.set` as a learner's click would."""
+    from labsupport.views import pod_network as views
+    from labsupport.views.quiz import Question, quiz
+
+    lines = []
+    node_ui = views.build_a_node()
+    choices = iter([{"pods": p, "bridge": b} for _ in range(repeat) for p in (2, 3, 4) for b in ("cni0", "docker0")])
+    lines.append(_line("pod-network 'Build a node': pods/bridge (precomputed)",
+                       _timings(lambda: node_ui.set(**next(choices)), repeat), goal=0.05))
+    cidrs = iter(["10.244.2.0/24", "10.1.0.0/16", "172.17.0.0/16", "10.244.1.0/24"] * repeat)
+    lines.append(_line("pod-network 'Build a node': pod CIDR typed (live re-render)",
+                       _timings(lambda: node_ui.set(pod_cidr=next(cidrs)), repeat), goal=0.05))
+    walk_ui = views.packet_way()
+    pairs = iter([{"source": s, "destination": d} for _ in range(repeat)
+                  for s in ("pod-a", "pod-b", "node-1") for d in ("pod-b", "pod-c", "8.8.8.8")])
+    lines.append(_line("pod-network 'A packet's way': from/to (precomputed)",
+                       _timings(lambda: walk_ui.set(**next(pairs)), repeat), goal=0.05))
+    question = quiz(Question("q", ("a", "b", "c"), 1, "why")).children[0]
+    answers = iter([0, 1, 2] * repeat)
+    lines.append(_line("pod-network quiz: answer chosen (precomputed)",
+                       _timings(lambda: question.set(answer=next(answers)), repeat), goal=0.05))
+    return lines
+
+
+def bench_models(repeat: int = 25) -> list[str]:
+    """The models behind the widgets: building a node, walking a ping, the requirement checks."""
+    from labsupport import pod_network as pn
+
+    node = pn.build_node(pods=4)
+    return [
+        _line("build_node(pods=4)", _timings(lambda: pn.build_node(pods=4), repeat)),
+        _line("walk pod-a -> pod-b (ARP, ICMP, reply)", _timings(lambda: pn.walk(node, "pod-a", "pod-b"), repeat)),
+        _line("check_requirements (4 pods: 24 walks)", _timings(lambda: pn.check_requirements(node), 5)),
+    ]
+
+
+def bench_labs() -> list[str]:
+    """Each lab executed top to bottom on a fresh kernel, as nbval and the book build do."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    lines = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        lines.append(_line(f"lab {path.stem} (execute all)", [time.perf_counter() - start], goal=20))
+    return lines
+
+
+def bench_cold_make() -> list[str]:
+    """A cold `make book` then `make test` in a fresh clone (its own new .venv; pip's cache is warm)."""
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="k8s101-bench-") as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        for target in ("book", "test"):
+            start = time.perf_counter()
+            done = subprocess.run(["make", target], cwd=clone, capture_output=True, text=True, check=False)
+            elapsed = time.perf_counter() - start
+            status = "passed" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
+            lines.append(f"{'cold make ' + target:<58} {elapsed:8.1f} s   {status}")
+            if done.returncode != 0:
+                lines.append(done.stdout[-2000:] + done.stderr[-2000:])
+                break
+    return lines
+
+
+def main() -> None:
+    """Run every benchmark and print one line each."""
+    print(f"Kubernetes Networking 101 benchmarks ({os.cpu_count()} cores, Python {sys.version.split()[0]})")
+    print(bench_import())
+    for line in bench_models() + bench_widgets() + bench_labs():
+        print(line)
+    if os.environ.get("BENCH_QUICK") == "1":
+        print("cold make book / make test: skipped (BENCH_QUICK=1)")
+    else:
+        for line in bench_cold_make():
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
