@@ -63,8 +63,10 @@ def parse_mac(value: object, field: str) -> str:
 def check_ifname(value: object, field: str) -> str:
     """Check an interface name the way the kernel does: 1-15 bytes, no whitespace, '/' or ':'."""
     text = str(value)
-    if not _IFNAME_RE.match(text) or text in {".", ".."}:
-        raise LabInputError(field, value, "an interface name has 1-15 characters and no space, '/' or ':'")
+    # fullmatch, not match: `$` would let a trailing newline through; the limit is bytes (IFNAMSIZ).
+    too_long = len(text.encode("utf-8", "surrogatepass")) > 15
+    if not _IFNAME_RE.fullmatch(text) or too_long or text in {".", ".."}:
+        raise LabInputError(field, value, "an interface name has 1-15 bytes and no space, '/' or ':'")
     return text
 
 

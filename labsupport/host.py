@@ -55,6 +55,11 @@ class Link:
         """The <…> flags `ip addr` shows for an up device."""
         return "LOOPBACK,UP,LOWER_UP" if self.kind == "loopback" else "BROADCAST,MULTICAST,UP,LOWER_UP"
 
+    def primary(self, iface: IPv4Interface) -> IPv4Interface:
+        """The primary address of iface's prefix on this device: iface itself, unless an earlier address
+        has the same prefix, which makes iface a secondary (`ip addr` says `secondary`)."""
+        return next((a for a in self.addresses if a.network == iface.network), iface)
+
 
 @dataclass(frozen=True)
 class Neighbour:
@@ -114,8 +119,9 @@ class Namespace:
             raise LabInputError("link.name", name, f"namespace {self.name} already has a device of that name")
         if kind not in LINK_KINDS:
             raise LabInputError("link.kind", kind, f"one of {', '.join(LINK_KINDS)}")
-        if not 68 <= int(mtu) <= 65536:
-            raise LabInputError("link.mtu", mtu, "an MTU between 68 and 65536")
+        max_mtu = 65536 if kind == "loopback" else 65535  # veth and bridge devices stop at ETH_MAX_MTU
+        if _whole(mtu) is None or not 68 <= _whole(mtu) <= max_mtu:
+            raise LabInputError("link.mtu", mtu, f"an MTU between 68 and {max_mtu}")
         if master is not None:
             bridge = self.links.get(master)
             if bridge is None or bridge.kind != "bridge":
@@ -125,7 +131,7 @@ class Namespace:
             name=name,
             kind=kind,
             mac=parse_mac(mac, "link.mac"),
-            mtu=int(mtu),
+            mtu=_whole(mtu),
             master=master,
         )
         self.links[name] = link
@@ -139,9 +145,10 @@ class Namespace:
             for existing in other.addresses:
                 if existing.ip == iface.ip:
                     raise LabInputError("address", str(iface), f"{iface.ip} is already on {other.name}")
+        secondary = link.primary(iface) != iface
         link.addresses.append(iface)
         link.broadcast = broadcast
-        if iface.network.prefixlen < 32 and link.kind != "loopback":
+        if iface.network.prefixlen < 32 and link.kind != "loopback" and not secondary:
             self.tables["main"].add(
                 Route(iface.network, dev, proto="kernel", scope="link", src=iface.ip)
             )
@@ -212,7 +219,7 @@ class Namespace:
         """`ip rule add [not] [from SRC] [to DST] [iif DEV] lookup TABLE priority N`."""
         if table not in self.tables and table != "local":
             raise LabInputError("rule.table", table, f"one of the tables of {self.name}: {', '.join(self.tables)}")
-        if not 0 <= int(priority) <= 0xFFFFFFFF:
+        if _whole(priority) is None or not 0 <= _whole(priority) <= 0xFFFFFFFF:
             raise LabInputError("rule.priority", priority, "a priority from 0 to 4294967295")
         rule = Rule(
             int(priority),
@@ -255,12 +262,15 @@ class Namespace:
         table = RoutingTable(LOCAL_TABLE)
         for link in self.links.values():
             for iface in link.addresses:
-                if link.kind == "loopback":
+                # A secondary address's routes take the primary's address as src; only a primary adds the
+                # prefix's broadcast route, with or without `brd` (fib_add_ifaddr).
+                primary = link.primary(iface)
+                if link.kind == "loopback" and primary == iface:
                     table.routes.append(Route(iface.network, "lo", proto="kernel", scope="host", src=iface.ip, kind="local"))
                 table.routes.append(
-                    Route(IPv4Network(f"{iface.ip}/32"), link.name, proto="kernel", scope="host", src=iface.ip, kind="local")
+                    Route(IPv4Network(f"{iface.ip}/32"), link.name, proto="kernel", scope="host", src=primary.ip, kind="local")
                 )
-                if iface.network.prefixlen < 31 and (link.broadcast or link.kind == "loopback"):
+                if iface.network.prefixlen < 31 and primary == iface:
                     table.routes.append(
                         Route(
                             IPv4Network(f"{iface.network.broadcast_address}/32"),
@@ -328,6 +338,8 @@ class Namespace:
                 if link.broadcast and link.kind != "loopback" and iface.network.prefixlen < 31:
                     brd = f" brd {iface.network.broadcast_address}"
                 scope = "host" if link.kind == "loopback" else "global"
+                if link.primary(iface) != iface:
+                    scope += " secondary"
                 lines.append(f"    inet {iface.with_prefixlen}{brd} scope {scope} {link.name}")
                 lines.append("       valid_lft forever preferred_lft forever")
             if link.kind == "loopback":
@@ -477,6 +489,16 @@ def namespace_from_ip_json(name: str, addrs: list[dict], routes: list[dict], rul
                 )
             )
     return ns
+
+
+def _whole(value: object) -> int | None:
+    """value as a whole number (an int, or text such as "1500"), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _as_prefix(value: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from labsupport.addressing import (
     BROADCAST_MAC,
@@ -131,6 +131,8 @@ def build_node(
     cidr = parse_ipv4_network(pod_cidr, "pod_cidr")
     if cidr.prefixlen > 29:
         raise LabInputError("pod_cidr", pod_cidr, "a prefix of /29 or shorter, with room for the bridge and pods")
+    if cidr.overlaps(IPv4Network("224.0.0.0/4")):
+        raise LabInputError("pod_cidr", pod_cidr, "a unicast prefix: 224.0.0.0/4 is multicast, sent without ARP")
     node_iface = parse_ipv4_interface(node_ip, "node_ip")
     if cidr.overlaps(node_iface.network):
         raise LabInputError(
@@ -165,11 +167,12 @@ def build_node(
 # The notes' "Inside Pod" and "On the Node" outputs, as data. The secondary ENI's own address is not in
 # the notes; 10.0.108.20 stands in for it.
 AWS_PODS = (
-    ("pod-a", "10.0.97.30", "aws8db0408c9a8", "2a:09:74:cd:c4:62", "eni-1"),
-    ("pod-b", "10.0.97.159", "awsbcd978401eb", None, None),
-    ("pod-c", "10.0.97.226", "awsc2f87dc4cdd", None, None),
-    ("pod-d", "10.0.102.98", "aws4914061689b", None, None),
+    ("pod-a", "10.0.97.30", "aws8db0408c9a8", "2a:09:74:cd:c4:62", "eni-1", "56:41:95:26:17:41"),
+    ("pod-b", "10.0.97.159", "awsbcd978401eb", None, None, None),
+    ("pod-c", "10.0.97.226", "awsc2f87dc4cdd", None, None, None),
+    ("pod-d", "10.0.102.98", "aws4914061689b", None, None, None),
 )
+AWS_POD_MTU = 1500  # the notes' pod prints `eth0@if231: … mtu 1500`; the node's ENIs keep EC2's 9001
 AWS_VPC_CIDR = "10.0.0.0/16"
 AWS_LINK_LOCAL_GATEWAY = "169.254.1.1"
 
@@ -197,10 +200,10 @@ def aws_vpc_cni_node(name: str = "ip-10-0-104-183") -> Node:
     host.add_route("10.0.96.1", dev="eth1", table="eni-1", scope="link")
     host.add_route("default", via="10.0.96.1", dev="eth1", table="eni-1")
     host.add_rule(1025, "main", dst=AWS_VPC_CIDR, invert=True)
-    for pod_name, ip, veth, veth_mac, eni_table in AWS_PODS:
+    for pod_name, ip, veth, veth_mac, eni_table, pod_mac in AWS_PODS:
         pod = Namespace(pod_name, role="pod", containers=("app",))
-        host_end = host.add_link(veth, "veth", veth_mac or stable_mac(name, veth), mtu=9001)
-        pod_end = pod.add_link("eth0", "veth", stable_mac(pod_name, "eth0"), mtu=9001)
+        host_end = host.add_link(veth, "veth", veth_mac or stable_mac(name, veth), mtu=AWS_POD_MTU)
+        pod_end = pod.add_link("eth0", "veth", pod_mac or stable_mac(pod_name, "eth0"), mtu=AWS_POD_MTU)
         pod_end.index = 3
         host_end.peer, host_end.peer_index = (pod_name, "eth0"), pod_end.index
         pod_end.peer, pod_end.peer_index = (name, veth), host_end.index
@@ -496,7 +499,11 @@ def walk(node: Node, source: str, destination: str, proto: str = "icmp", port: i
 
     if proto not in ("icmp", "udp"):
         raise LabInputError("proto", proto, "icmp or udp")
-    if not 1 <= int(port) <= 65535:
+    try:
+        port_number = 0 if isinstance(port, bool) else int(port)
+    except (TypeError, ValueError, OverflowError):
+        port_number = 0
+    if not 1 <= port_number <= 65535:
         raise LabInputError("port", port, "a port from 1 to 65535")
     work = copy.deepcopy(node)
     src_name, _ = _endpoint(work, source, "source")
@@ -504,12 +511,14 @@ def walk(node: Node, source: str, destination: str, proto: str = "icmp", port: i
         raise LabInputError("source", source, f"one of {', '.join(work.namespaces)}")
     dst_name, dst_ip = _endpoint(work, destination, "destination")
     src_ns = work.namespaces[src_name]
+    if src_ns.owns(dst_ip):  # 127.0.0.1 and the source's own addresses: every namespace has its own
+        dst_name = src_name
     decision = src_ns.route_get(dst_ip)
     src_ip = src_ns.source_for(decision.route)
     if proto == "icmp":
         packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / ICMP(type=8, id=1, seq=1) / PING_PAYLOAD
     else:
-        packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / UDP(sport=40000, dport=int(port)) / b"hello"
+        packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / UDP(sport=40000, dport=port_number) / b"hello"
     engine = _Engine(work)
     engine.send_ip(src_name, packet)
     engine.run()

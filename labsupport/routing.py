@@ -50,7 +50,7 @@ class Route:
             words += ["scope", self.scope]
         if self.src is not None:
             words += ["src", str(self.src)]
-        if self.metric is not None:
+        if self.metric:  # the kernel leaves metric 0 out of its dump, so iproute2 never prints it
             words += ["metric", str(self.metric)]
         return " ".join(words)
 
@@ -69,7 +69,7 @@ class Route:
             out["scope"] = self.scope
         if self.src is not None:
             out["prefsrc"] = str(self.src)
-        if self.metric is not None:
+        if self.metric:
             out["metric"] = self.metric
         out["flags"] = []
         return out
@@ -89,9 +89,10 @@ class RoutingTable:
         return self.name or _TABLE_NAMES.get(self.id, str(self.id))
 
     def add(self, route: Route) -> Route:
-        """Add a route like `ip route add`; an identical destination, metric and type is refused (EEXIST)."""
+        """Add a route like `ip route add`; an identical destination, metric and type is refused (EEXIST).
+        No metric is metric 0, as in the kernel."""
         for existing in self.routes:
-            if (existing.dst, existing.metric, existing.kind) == (route.dst, route.metric, route.kind):
+            if (existing.dst, existing.metric or 0, existing.kind) == (route.dst, route.metric or 0, route.kind):
                 raise LabInputError(
                     "route.dst", route.dst_text(), f"table {self.label} already has a route to it ({existing})"
                 )
