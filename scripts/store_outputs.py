@@ -8,8 +8,9 @@ then remove what changes from run to run and is not content:
 
 - per-cell `metadata.execution` (kernel timestamps);
 - widget model ids, which ipywidgets draws at random: they are renumbered in a
-  fixed order (first by the order of widget views in the outputs, then by the
-  references between models), so the file does not change when nothing changed.
+  fixed order (the widget views in the order of the outputs, each followed by the
+  models it references, then the remaining models in the order the kernel created
+  them), so the file does not change when nothing changed.
 
 Run it with the course's venv (`make outputs`), which sets PYTHONHASHSEED=0 and
 unsets MPLBACKEND so that every run sees the same environment. Exits non-zero if
@@ -55,7 +56,9 @@ def _ordered_model_ids(nb: dict) -> list[str]:
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view and "model_id" in view:
                 visit(view["model_id"])
-    for mid in sorted(state, key=lambda m: json.dumps(state[m], sort_keys=True)):
+    # Then models no view reaches (links, ...), in the order the kernel created them:
+    # nbclient records state in the order of the kernel's comm messages.
+    for mid in state:
         visit(mid)
     return order
 

@@ -202,9 +202,10 @@ def test_launch_and_download_buttons(page: str) -> None:
 # --------------------------------------------------------------------------- controls work with no kernel
 
 VISIBLE_OUTPUT_JS = """
-(area) => {
+async (area) => {
   // What a reader sees in a cell's output, except the dropdowns themselves:
-  // visible text and the sources of visible images.
+  // visible text, and visible images by content (an Image widget gets a fresh
+  // blob: URL each time it is shown, so its URL says nothing).
   const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length)
       && getComputedStyle(el).visibility !== 'hidden';
   const texts = [];
@@ -214,7 +215,17 @@ VISIBLE_OUTPUT_JS = """
     if (!n.textContent.trim() || !el || el.closest('.widget-dropdown, select')) continue;
     if (visible(el)) texts.push(n.textContent.trim());
   }
-  const images = [...area.querySelectorAll('img')].filter(visible).map((i) => i.src);
+  const images = [];
+  for (const img of area.querySelectorAll('img')) {
+    if (!visible(img)) continue;
+    if (/^(blob|data):/.test(img.src)) {
+      const bytes = await (await fetch(img.src)).arrayBuffer();
+      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+      images.push('sha256:' + Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join(''));
+    } else {
+      images.push(img.src);
+    }
+  }
   return JSON.stringify({texts, images});
 }
 """
