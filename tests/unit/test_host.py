@@ -99,7 +99,8 @@ def test_fresh_local_table_holds_127_0_0_0_8_and_its_broadcast():
 
 
 def test_127_anything_is_local():
-    # `ip route get 127.5.5.5` -> 'local 127.5.5.5 dev lo table local src 127.0.0.1' (confirmed).
+    # `ip route get 127.5.5.5` -> 'local 127.5.5.5 dev lo … src 127.0.0.1' (confirmed; the kernel adds
+    # `table local` once the namespace has a rule of its own: until then local and main share one trie).
     ns = Namespace("scratch")
     decision = ns.route_get("127.5.5.5")
     assert (decision.rule.priority, decision.table.label, decision.route.kind) == (0, "local", "local")

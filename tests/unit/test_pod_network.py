@@ -237,7 +237,7 @@ def test_aws_pod_ip_addr_is_the_notes_where_todays_tools_agree(aws):
     assert _header(model["eth0"][0])["index"] == 3
     assert model["lo"][1:] == notes["lo"][1:]
     eth0_model, eth0_notes = model["eth0"][1:], notes["eth0"][1:]
-    # link/ether: the same MAC; iproute2 4.x+ adds the peer's namespace after it (confirmed).
+    # link/ether: the same MAC; today's iproute2 adds the peer's namespace after it (confirmed with 6.1).
     assert eth0_model[0].startswith(eth0_notes[0] + " link-netns ")
     # inet: a /32 has no broadcast address (the broadcast of 10.0.97.30/32 could only be 10.0.97.30
     # itself), and iproute2 prints no `brd` for it, `brd +` or not (confirmed:
@@ -704,7 +704,7 @@ def test_unknown_pod_for_container_to_container(node):
 
 def test_a_loopback_pod_cidr_answers_itself():
     # Not a model bug but the kernel's rule: every 127/8 address is local in every namespace (`ip route
-    # get 127.5.5.5` -> `local … table local`, confirmed), so the ping "to pod-b" never leaves pod-a.
+    # get 127.5.5.5` -> `local 127.5.5.5 dev lo`, confirmed), so the ping "to pod-b" never leaves pod-a.
     loop = build_node(pods=2, pod_cidr="127.1.0.0/24")
     w = walk(loop, "pod-a", "pod-b")
     assert w.delivered and w.replied
