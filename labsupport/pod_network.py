@@ -452,7 +452,8 @@ class _Engine:
         self.delivered.append((ns_name, packet))
         if packet.haslayer(ICMP) and packet[ICMP].type == 8:
             self.record(ns_name, dev, f"ICMP echo request from {packet.src} delivered; the kernel answers it")
-            reply = IP(src=packet.dst, dst=packet.src, ttl=64, id=0, flags="DF") / ICMP(
+            # The kernel answers from its ICMP socket, which sends with IP_PMTUDISC_DONT: no DF bit.
+            reply = IP(src=packet.dst, dst=packet.src, ttl=64, id=0) / ICMP(
                 type=0, id=packet[ICMP].id, seq=packet[ICMP].seq
             ) / bytes(packet[ICMP].payload)
             self.send_ip(ns_name, reply)
