@@ -202,7 +202,8 @@ class Decision:
 
     def explain(self) -> str:
         """One line a learner can check against `ip route get`: rule, table and route."""
-        return f"rule {self.rule.priority} ({self.rule}) → table {self.table.label}: {self.route}"
+        selector = str(self.rule).split("\t", 1)[1]
+        return f"rule {self.rule.priority} ({selector}) → table {self.table.label}: {self.route}"
 
 
 def resolve(

@@ -151,12 +151,20 @@ class Text(Html):
 def figure_png(fig: Any, dpi: int = FIGURE_DPI) -> bytes:
     """Rasterise a matplotlib figure to PNG bytes that are identical for identical figures.
 
-    Fixed dpi, tight bounding box, no ``Software`` metadata (so no matplotlib version in the bytes).
+    Fixed dpi, tight bounding box, no ``Software`` metadata (so no matplotlib version in the bytes),
+    reduced to a 64-colour palette.
     A figure managed by pyplot is closed afterwards, so the inline backend does not show it again.
     """
+    from PIL import Image  # matplotlib's own dependency; lazy like matplotlib
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None},
                 bbox_inches="tight", pad_inches=0.1)
+    # A 64-colour palette keeps diagrams crisp at a third of the bytes: every precomputed state is
+    # stored in the page's widget state, so this is what a static lab page weighs.
+    rgb = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    buf = io.BytesIO()
+    rgb.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG")
     if getattr(fig.canvas, "manager", None) is not None:
         import matplotlib.pyplot as plt  # only for pyplot-managed figures; lazy
 

@@ -615,7 +615,7 @@ def test_container_to_container_shares_one_namespace():
     assert text.splitlines() == [
         "containers of pod-a: app, sidecar — one network namespace, one eth0 (10.244.1.2), one lo",
         (
-            "127.0.0.1 from any of them: rule 0 (0:\tfrom all lookup local) → table local: "
+            "127.0.0.1 from any of them: rule 0 (from all lookup local) → table local: "
             "local 127.0.0.1 dev lo proto kernel scope host src 127.0.0.1"
         ),
     ]

@@ -347,7 +347,7 @@ def test_decision_explains_rule_table_and_route():
     rules, tables = aws_like_tables()
     decision = resolve(rules, tables, ip("10.0.50.7"), ip("10.0.97.30"))
     assert decision.explain() == (
-        "rule 1536 (1536:\tfrom 10.0.97.30 lookup eni-1) → table eni-1: default via 10.0.96.1 dev eth1"
+        "rule 1536 (from 10.0.97.30 lookup eni-1) → table eni-1: default via 10.0.96.1 dev eth1"
     )
 
 
