@@ -2,7 +2,7 @@
 
 Prints, per lab widget, the median and 95th percentile of a control change driven
 programmatically (goal: p95 under 50 ms); the time of `import labsupport` in a fresh
-interpreter (goal: under 0.5 s); the models' own costs; each lab's execution time
+interpreter (goal: under 0.5 s); the models' own costs and the kernel twin's; each lab's execution time
 (goal: under 20 s); and, unless BENCH_QUICK=1, a cold `make book` and `make test` in a
 fresh clone of the repository (a new `.venv` from the pip cache).
 """
@@ -86,6 +86,23 @@ def bench_models(repeat: int = 25) -> list[str]:
     ]
 
 
+def bench_twin(repeat: int = 5) -> list[str]:
+    """The kernel twin of a three-pod node: build, ping, read back, compare, clean up (needs root)."""
+    from labsupport import kernel
+    from labsupport import pod_network as pn
+
+    ok, why = kernel.available()
+    if not ok:
+        return [f"{'kernel twin run_twin(3 pods)':<58} skipped: {why}"]
+    node = pn.build_node(pods=3)
+    reports = [kernel.run_twin(node, "pod-a", "pod-b") for _ in range(repeat)]
+    agreed = sum(r.agrees for r in reports)
+    return [
+        _line("kernel twin run_twin(3 pods)", [r.timings["total"] for r in reports])
+        + f"   agreed {agreed}/{repeat}; last: {reports[-1].timing()}"
+    ]
+
+
 def bench_labs() -> list[str]:
     """Each lab executed top to bottom on a fresh kernel, as nbval and the book build do."""
     import nbformat
@@ -122,7 +139,7 @@ def main() -> None:
     """Run every benchmark and print one line each."""
     print(f"Kubernetes Networking 101 benchmarks ({os.cpu_count()} cores, Python {sys.version.split()[0]})")
     print(bench_import())
-    for line in bench_models() + bench_widgets() + bench_labs():
+    for line in bench_models() + bench_widgets() + bench_twin() + bench_labs():
         print(line)
     if os.environ.get("BENCH_QUICK") == "1":
         print("cold make book / make test: skipped (BENCH_QUICK=1)")

@@ -1094,10 +1094,12 @@ class TwinReport:
                 continue
             lines.append(f"  {name:<16} {'agrees' if not diffs else 'differs:'}")
             lines += [f"    {d}" for d in diffs]
-        if self.timings:
-            parts = ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items() if k != "total")
-            lines.append(f"  took {self.timings.get('total', 0):.2f} s ({parts})")
         return "\n".join(lines)
+
+    def timing(self) -> str:
+        """How long each phase took (kept out of the report itself, so stored lab outputs stay stable)."""
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items() if k != "total")
+        return f"took {self.timings.get('total', 0):.2f} s ({parts})"
 
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython's pretty printer, without importing IPython
         printer.text(str(self))

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -64,7 +63,6 @@ class Record:
     udp: UdpResult | None = None
     udp_frames: list = field(default_factory=list)
     route_get: dict = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 # --- the bridge node: build_node(pods, bridge) ---------------------------------------------------------
@@ -75,7 +73,6 @@ def bridge_run(request, requires_root_netns) -> Record:
     pods, bridge = request.param
     node = build_node(pods, bridge)
     record = Record(node)
-    start = time.perf_counter()
     with Twin(node) as twin:
         record.before = {name: twin.read(name) for name in node.namespaces}
         record.route_text = {
@@ -92,7 +89,6 @@ def bridge_run(request, requires_root_netns) -> Record:
         record.udp_frames = twin.capture(
             "pod-a", "eth0", lambda: setattr(record, "udp", twin.udp("pod-a", "pod-b", pod_b_ip, 8080))
         )
-    record.seconds = time.perf_counter() - start
     return record
 
 
@@ -184,10 +180,6 @@ def test_compare_reports_a_wrong_model(bridge_run: Record) -> None:
     assert any("only in model: 10.99.0.0/16" in d for d in diffs)
 
 
-def test_twin_is_fast(bridge_run: Record) -> None:
-    assert bridge_run.seconds < 10, f"a bridge twin took {bridge_run.seconds:.1f} s"
-
-
 # --- the AWS VPC CNI node: policy routing -----------------------------------------------------------------
 
 # (destination, from, iif) as the node's kernel sees forwarded packets; and two from the node itself
@@ -210,7 +202,6 @@ ROUTE_GET_CASES = [
 def aws_run(requires_root_netns) -> Record:
     node = aws_vpc_cni_node()
     record = Record(node)
-    start = time.perf_counter()
     with Twin(node) as twin:
         record.before = {name: twin.read(name) for name in node.namespaces}
         record.route_text = {
@@ -225,7 +216,6 @@ def aws_run(requires_root_netns) -> Record:
             lambda: record.pinged.__setitem__("pod-b", twin.ping("pod-a", str(node.pod_ip("pod-b")))),
         )
         record.after = {name: twin.read(name) for name in node.namespaces}
-    record.seconds = time.perf_counter() - start
     return record
 
 
@@ -264,12 +254,11 @@ def test_aws_ping_and_learned_state(aws_run: Record) -> None:
 # --- the one call a lab makes ------------------------------------------------------------------------------
 
 
-def test_run_twin_agrees_and_is_fast() -> None:
+def test_run_twin_agrees() -> None:
     report = run_twin(build_node(3), "pod-a", "pod-b")
     text = str(report)
     assert report.agrees, text
     assert text.count("agrees") == 4 and "frames on pod-a/eth0 (4 captured): agree" in text
-    assert report.timings["total"] < 5, text
 
 
 def test_run_twin_says_why_it_is_skipped(monkeypatch) -> None:
