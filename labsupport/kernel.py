@@ -43,7 +43,7 @@ from ipaddress import IPv4Interface
 from typing import Self
 
 from labsupport.host import Namespace
-from labsupport.routing import DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE, Decision, Rule, default_rules
+from labsupport.routing import DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE, Decision, default_rules
 
 PREFIX_ROOT = "k8s101"
 UPLINK = "uplink"  # the twin-owned namespace standing in for the node's network (gateway, VPC)
@@ -747,7 +747,7 @@ class Twin:
                 real,
                 "rule",
                 "add",
-                *_rule_args(rule),
+                *rule.selector_args(),
                 "lookup",
                 str(ids[rule.table]),
                 "priority",
@@ -1007,17 +1007,6 @@ class Twin:
                 stream.close()
         with contextlib.suppress(ValueError):
             self._procs.remove(proc)
-
-
-def _rule_args(rule: Rule) -> list[str]:
-    args = ["not"] if rule.invert else []
-    if rule.src is not None:
-        args += ["from", str(rule.src)]
-    if rule.dst is not None:
-        args += ["to", str(rule.dst)]
-    if rule.iif is not None:
-        args += ["iif", rule.iif]
-    return args
 
 
 def _read_line(stream, timeout: float, until: str | None = None) -> str | None:

@@ -151,6 +151,17 @@ class Rule:
             hit = hit and iif == self.iif
         return hit != self.invert
 
+    def selector_args(self) -> list[str]:
+        """The selector as `ip rule add` takes it: `[not] [from SRC] [to DST] [iif DEV]`."""
+        args = ["not"] if self.invert else []
+        if self.src is not None:
+            args += ["from", str(self.src)]
+        if self.dst is not None:
+            args += ["to", str(self.dst)]
+        if self.iif is not None:
+            args += ["iif", self.iif]
+        return args
+
     def __str__(self) -> str:
         words = ["not"] if self.invert else []
         words += ["from", _prefix_text(self.src) if self.src is not None else "all"]

@@ -166,14 +166,7 @@ def materialise(lab: Lab, node: Node) -> dict[str, str]:
 
 
 def _rule_args(rule: Rule, ns: Namespace) -> list[str]:
-    args = ["not"] if rule.invert else []
-    if rule.src is not None:
-        args += ["from", str(rule.src)]
-    if rule.dst is not None:
-        args += ["to", str(rule.dst)]
-    if rule.iif is not None:
-        args += ["iif", rule.iif]
-    return [*args, "lookup", str(ns.tables[rule.table].id if rule.table in ns.tables else rule.table)]
+    return [*rule.selector_args(), "lookup", str(ns.tables[rule.table].id if rule.table in ns.tables else rule.table)]
 
 
 def numbered_tables(text: str, ns: Namespace) -> str:
