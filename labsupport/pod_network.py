@@ -138,9 +138,10 @@ def build_node(
         raise LabInputError(
             "pod_cidr", pod_cidr, f"a pod CIDR that does not overlap the node's network {node_iface.network}"
         )
-    hosts = list(cidr.hosts())
-    if pods + 1 > len(hosts):
-        raise LabInputError("pods", pods, f"at most {len(hosts) - 1} pods in {cidr}")
+    usable = cidr.num_addresses - 2  # network and broadcast addresses excluded (/29 or shorter here)
+    if pods + 1 > usable:
+        raise LabInputError("pods", pods, f"at most {usable - 1} pods in {cidr}")
+    hosts = [cidr.network_address + i for i in range(1, pods + 2)]  # the bridge, then the pods
 
     node = Node(name)
     host = Namespace(name, role="node", forwarding=True)

@@ -1,19 +1,21 @@
 """Figures and widgets of the pod-network chapter: thin views over :mod:`labsupport.pod_network`.
 
-Figures are matplotlib ``Figure`` objects made without pyplot (no global state, nothing shown
-until a caller displays them). Widgets are :func:`~labsupport.views.explorable.explore` explorables,
+The walk's ladder is a matplotlib ``Figure`` made without pyplot (no global state, nothing shown
+until a caller displays them); the node's topology is SVG drawn by hand, cheap enough to redraw live. Widgets are :func:`~labsupport.views.explorable.explore` explorables,
 so they work on the static site as well as in a live kernel.
 """
 
 from __future__ import annotations
 
+import html
+from dataclasses import dataclass
+
 from labsupport import pod_network as pn
 from labsupport.host import Namespace
-from labsupport.views.explorable import Choice, Figure, Free, Tabs, Text, explore
+from labsupport.views.explorable import Choice, Figure, Free, Html, Tabs, Text, explore
 
 NODE_COLOUR, POD_COLOUR, BRIDGE_COLOUR, VETH_COLOUR = "#dbe9f6", "#e8f4e0", "#f6d6a8", "#7a7a7a"
 PATH_COLOUR = "#c0392b"
-OUTSIDE = "192.168.56.1"  # the node's gateway in build_node: stands for "outside the node"
 
 
 def _new_figure(width: float, height: float):
@@ -25,49 +27,71 @@ def _new_figure(width: float, height: float):
     return fig, ax
 
 
-def draw_node(node: pn.Node, source: str | None = None, destination: str | None = None):
+@dataclass(frozen=True)
+class Svg:
+    """A figure as SVG text: shown by notebooks and the book (`_repr_svg_`), embedded by widgets."""
+
+    markup: str
+
+    def _repr_svg_(self) -> str:
+        return self.markup
+
+
+def _text(x: float, y: float, text: str, size: float = 11, anchor: str = "middle", colour: str = "#222",
+          bold: bool = False) -> str:
+    weight = ' font-weight="bold"' if bold else ""
+    return (
+        f'<text x="{x:.0f}" y="{y:.0f}" font-size="{size}" text-anchor="{anchor}" fill="{colour}"{weight}>'
+        f"{html.escape(text)}</text>"
+    )
+
+
+def draw_node(node: pn.Node, source: str | None = None, destination: str | None = None) -> Svg:
     """The node as boxes: pods with their eth0, veth pairs, the bridge, the node's uplink.
 
-    Pods named as source or destination have their veth drawn in red. Few artists on purpose:
-    the figure is redrawn live when a learner types a pod CIDR, and each text costs time.
+    Pods named as source or destination have their veth drawn in red. Drawn as SVG by hand rather
+    than with matplotlib: the figure is redrawn live when a learner types a pod CIDR, and
+    rasterising text with matplotlib took about 150 ms, three times the widget budget.
     """
-    from matplotlib.patches import Rectangle
-
     pods = node.pods
-    width = max(7.0, 2.1 * len(pods) + 1.0)
-    fig, ax = _new_figure(width, 3.9)
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, 3.9)
+    width = max(720, 210 * len(pods) + 100)
     host = node.host
     bridge = next((lk for lk in host.links.values() if lk.kind == "bridge"), None)
     uplink = host.links["eth0"]
-    ax.add_patch(Rectangle((0.15, 0.1), width - 0.3, 1.75, fc=NODE_COLOUR, ec="#4a6fa5"))
-    ax.text(
-        0.3, 0.22,
-        f"{node.name} (root namespace, ip_forward=1)        eth0 {uplink.addresses[0].with_prefixlen}",
-        fontsize=8, color="#2c3e50",
-    )
+    parts = [
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="390" viewBox="0 0 {width} 390" '
+            'style="max-width:100%;height:auto" '
+        'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" role="img" '
+        f'aria-label="{html.escape(node.name)}: {len(pods)} pods joined by veth pairs">'),
+        f'<rect x="15" y="205" width="{width - 30}" height="175" fill="{NODE_COLOUR}" stroke="#4a6fa5"/>',
+        _text(30, 368, f"{node.name} (root namespace, ip_forward=1)", 11, "start", "#2c3e50"),
+        _text(width - 30, 368, f"eth0 {uplink.addresses[0].with_prefixlen}", 11, "end", "#2c3e50"),
+    ]
     if bridge is not None:
-        ax.add_patch(Rectangle((0.6, 0.55), width - 1.2, 0.4, fc=BRIDGE_COLOUR, ec="#b9770e"))
-        ax.text(
-            width / 2, 0.75, f"bridge {bridge.name}  {bridge.addresses[0].with_prefixlen}  {bridge.mac}",
-            fontsize=8, ha="center", va="center",
-        )
-    slot = (width - 0.4) / max(1, len(pods))
+        parts += [
+            f'<rect x="60" y="295" width="{width - 120}" height="40" fill="{BRIDGE_COLOUR}" stroke="#b9770e"/>',
+            _text(width / 2, 320, f"bridge {bridge.name} · {bridge.addresses[0].with_prefixlen} · {bridge.mac}", 11),
+        ]
+    slot = (width - 40) / max(1, len(pods))
     for i, pod in enumerate(pods):
-        x = 0.2 + slot * i + slot / 2
+        x = 20 + slot * i + slot / 2
         eth0 = node.namespaces[pod].links["eth0"]
         on_path = pod in (source, destination)
         colour = PATH_COLOUR if on_path else VETH_COLOUR
-        ax.add_patch(Rectangle((x - 0.9, 2.55), 1.8, 1.15, fc=POD_COLOUR, ec="#3d8b37"))
-        ax.text(x, 3.5, pod, fontsize=9, ha="center", weight="bold")
-        ax.text(
-            x, 3.0, f"eth0 {eth0.addresses[0].with_prefixlen}\n{eth0.mac}\nlo 127.0.0.1",
-            fontsize=7.5, ha="center", va="center", linespacing=1.5,
-        )
-        ax.plot([x, x], [0.95 if bridge else 1.85, 2.55], color=colour, lw=2.5 if on_path else 1.5)
-        ax.text(x + 0.06, 1.45, f"{eth0.peer[1]}\nveth pair", fontsize=7, va="center", color=colour)
-    return fig
+        bottom = 295 if bridge is not None else 205
+        parts += [
+            f'<rect x="{x - 90:.0f}" y="20" width="180" height="115" fill="{POD_COLOUR}" stroke="#3d8b37"/>',
+            _text(x, 45, pod, 13, bold=True),
+            _text(x, 72, f"eth0 {eth0.addresses[0].with_prefixlen}", 11),
+            _text(x, 92, eth0.mac, 10, colour="#555"),
+            _text(x, 112, "lo 127.0.0.1", 10, colour="#555"),
+            (f'<line x1="{x:.0f}" y1="135" x2="{x:.0f}" y2="{bottom}" stroke="{colour}" '
+            f'stroke-width="{3 if on_path else 2}"/>'),
+            _text(x + 6, 240, eth0.peer[1], 10, "start", colour),
+            _text(x + 6, 254, "veth pair", 10, "start", colour),
+        ]
+    parts.append("</svg>")
+    return Svg("".join(parts))
 
 
 def draw_walk(result: pn.Walk, node: pn.Node):
@@ -110,7 +134,7 @@ def render_node(pods: int, bridge: str, pod_cidr: str) -> list:
     """The 'build a node' lab view: the topology and each namespace's iproute2 views."""
     node = pn.build_node(pods=pods, bridge=bridge, pod_cidr=pod_cidr)
     return [
-        Figure(draw_node(node), width=640),
+        Html(draw_node(node).markup),
         Tabs({name: Text(namespace_views(ns)) for name, ns in node.namespaces.items()}),
     ]
 
@@ -146,6 +170,7 @@ def render_walk(source: str, destination: str) -> list:
     )
     return [
         Text(verdict),
+        Html(draw_node(node, source, destination).markup),
         Figure(draw_walk(result, node), width=640),
         Tabs({"hops": Text(result.table()), "frames": Text(frames), "tables after": Text(state)}),
     ]

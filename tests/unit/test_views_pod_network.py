@@ -56,3 +56,20 @@ def test_walk_ladder_has_one_arrow_per_frame_received() -> None:
     arrows = [t for t in fig.axes[0].texts if isinstance(t, Annotation)]
     received = [h for h in result.hops if h.frame is not None and h.event.startswith("receives")]
     assert len(arrows) == len(received)
+
+
+def test_topology_svg_names_every_device_and_address() -> None:
+    import xml.etree.ElementTree as ET
+
+    node = pn.build_node(pods=3, bridge="docker0", pod_cidr="172.17.0.0/16")
+    svg = views.draw_node(node, "pod-a", "pod-c").markup
+    root = ET.fromstring(svg)  # well-formed XML, as browsers and the book's image output need
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    for pod in node.pods:
+        eth0 = node.namespaces[pod].links["eth0"]
+        assert pod in texts and f"eth0 {eth0.addresses[0].with_prefixlen}" in texts and eth0.mac in texts
+        assert eth0.peer[1] in texts
+    assert "bridge docker0 · 172.17.0.1/16 · 0a:58:ac:11:00:01" in texts
+    red = [ln for ln in root.iter("{http://www.w3.org/2000/svg}line") if ln.get("stroke") == views.PATH_COLOUR]
+    assert len(red) == 2  # the veths of pod-a and pod-c, the two ends of the walk
+    assert views.draw_node(node).markup == views.draw_node(node).markup  # deterministic
