@@ -166,7 +166,7 @@ def render_walk(source: str, destination: str) -> list:
     )
     verdict = (
         f"{source}: ping {destination}: " + ("reply received" if result.replied else "no reply")
-        + f" — {len(result.hops)} steps, {len(result.frames())} frames on the wire"
+        + f" — {len(result.hops)} steps, {len(result.frames())} frames seen on devices"
     )
     return [
         Text(verdict),
