@@ -5,8 +5,8 @@ Every lab uses :func:`explore` instead of a bare ``interact``::
     from labsupport.views.explorable import explore, Choice, Free, Text, Html, Figure, Tabs
 
     def build(pods, bridge, cidr):
-        node = model.build_node(pods=pods, bridge=bridge, cidr=cidr)   # may raise LabInputError
-        return [Text(node.ip_route()), Figure(draw_node(node))]
+        node = pod_network.build_node(pods=pods, bridge=bridge, pod_cidr=cidr)  # may raise LabInputError
+        return [Text(node.host.ip_route()), Html(draw_node(node).markup), Figure(a_matplotlib_figure)]
 
     ui = explore(build, title="Build a node",
                  pods=Choice([2, 3, 4], label="pods", default=3),
