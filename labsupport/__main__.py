@@ -4,17 +4,28 @@
     python -m labsupport pod-network walk --from NS --to NS|IP [--udp PORT] [--pcap FILE] [--pods N] …
     python -m labsupport pod-network aws [--namespace NS] [--view V]
     python -m labsupport route get DST [--from SRC] [--iif DEV] --addrs FILE --routes FILE [--rules FILE] [--json]
+    python -m labsupport pki init DIR [--key rsa|ec|ed25519] [--server-name NAME]... [--client-name NAME]
+                                      [--p12-password P] [--seed S]
+    python -m labsupport pki show FILE [--password P]
+    python -m labsupport pki convert IN OUT [--password P] [--key KEYFILE]
+    python -m labsupport pki verify CERT --ca CA [--untrusted CHAIN] [--hostname H] [--ip IP]
+                                        [--purpose sslserver|sslclient] [--attime EPOCH]
 
 `route get` reads a real host's `ip -j -d addr`, `ip -4 -j route show table all` and `ip -j rule`
-and answers like `ip route get`, naming the rule and table that decided. Bad input prints one line
-naming the field, the value and what is allowed, and exits with status 2.
+and answers like `ip route get`, naming the rule and table that decided. `pki` makes a CA with a
+server and a client certificate, prints certificates as `openssl x509 -text -noout` does, converts
+between PEM, DER, PKCS#7 and PKCS#12, and verifies like `openssl verify` (status 0 and `CERT: OK`, or
+status 2 and openssl's error lines on stderr). Bad input prints one line naming the field, the value
+and what is allowed, and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from labsupport.errors import LabInputError
@@ -88,18 +99,148 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("--rules", help="output of `ip -j rule`")
     get.add_argument("--json", action="store_true")
 
+    _pki_args(topics)
+
     args = parser.parse_args(argv)
     try:
-        print(_run(args))
+        result = _run(args)
     except LabInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if isinstance(result, tuple):  # (stdout, stderr, status): `pki verify` answers as openssl verify does
+        out, err, status = result
+        if out:
+            print(out)
+        if err:
+            print(err, file=sys.stderr)
+        return status
+    print(result)
     return 0
 
 
-def _run(args: argparse.Namespace) -> str:
+PKI_FILES = ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key", "client.p12")
+
+
+def _pki_args(topics) -> None:
+    from labsupport.x509 import KEY_KINDS, OUTPUT_FORMATS, PURPOSES
+
+    pki = topics.add_parser("pki", help="certificates: a CA, show, convert, verify (like openssl)").add_subparsers(
+        dest="command", required=True
+    )
+    init = pki.add_parser("init", help="write a CA and a server and a client certificate with their keys")
+    init.add_argument("dir", help="directory to write ca.pem, ca.key, server.pem, server.key, client.pem, client.key")
+    init.add_argument("--key", choices=KEY_KINDS, default="ed25519", help="key type (default ed25519)")
+    init.add_argument("--server-name", action="append", dest="server_names", metavar="NAME",
+                      help="the server's DNS name or IP address (repeat; default localhost and 127.0.0.1)")
+    init.add_argument("--client-name", default="client", help="the client certificate's CN")
+    init.add_argument("--p12-password", metavar="P", help="also write client.p12 protected by P")
+    init.add_argument("--seed", help="derive the keys from this seed (reproducible, NOT secret; default random)")
+    show = pki.add_parser("show", help="print certificates as `openssl x509 -text -noout` does")
+    show.add_argument("file", help="PEM, DER, PKCS#7 (.p7b) or PKCS#12 (with --password)")
+    show.add_argument("--password", help="the password of a .p12/.pfx")
+    conv = pki.add_parser("convert", help="convert between PEM, DER, PKCS#7 and PKCS#12")
+    conv.add_argument("input", metavar="IN", help="any certificate file (its format is read from its bytes)")
+    conv.add_argument("output", metavar="OUT",
+                      help=f"output; its extension picks the format: {' '.join(OUTPUT_FORMATS)} "
+                      "(.crt is written as PEM, .cer as DER)")
+    conv.add_argument("--password", help="the .p12 password (reading and writing)")
+    conv.add_argument("--key", dest="keyfile", help="the private key for a .p12 output, if IN does not hold it")
+    ver = pki.add_parser("verify", help="check a certificate chain like `openssl verify`")
+    ver.add_argument("cert", metavar="CERT")
+    ver.add_argument("--ca", required=True, help="trusted CA certificates (like -CAfile)")
+    ver.add_argument("--untrusted", help="intermediate certificates (like -untrusted)")
+    ver.add_argument("--hostname", help="the name the certificate must be for (like -verify_hostname)")
+    ver.add_argument("--ip", help="the IP address it must be for (like -verify_ip)")
+    ver.add_argument("--purpose", choices=PURPOSES, help="like -purpose")
+    ver.add_argument("--attime", type=int, metavar="EPOCH", help="check validity at this time (like -attime)")
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise LabInputError(what, path, f"a readable file ({error.strerror})") from None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (mode 0600 from the start: no moment of wider access)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)
+
+
+def _pki(args: argparse.Namespace):
+    from labsupport import x509
+
+    if args.command == "init":
+        target = Path(args.dir)
+        if target.exists() and not target.is_dir():
+            raise LabInputError("DIR", args.dir, "a directory (or a path to create)")
+        taken = [name for name in PKI_FILES if (target / name).exists()]
+        if taken:
+            raise LabInputError("DIR", args.dir, f"a directory without {', '.join(taken)} (they would be overwritten)")
+        pki = x509.build_pki(args.key, seed=args.seed, server_names=args.server_names or ("localhost", "127.0.0.1"),
+                             client_name=args.client_name)
+        p12 = x509.to_p12(pki.client, args.p12_password, chain=[pki.root]) if args.p12_password is not None else None
+        target.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for stem, identity in (("ca", pki.root), ("server", pki.server), ("client", pki.client)):
+            (target / f"{stem}.pem").write_bytes(identity.cert_pem())
+            _write_private(target / f"{stem}.key", identity.key_pem())
+            dns, ips = x509._sans_of(identity.cert)
+            names = ", ".join([f"DNS:{d}" for d in dns] + [f"IP:{i}" for i in ips])
+            lines.append(f"{target / f'{stem}.pem'}: {identity.subject}" + (f" ({names})" if names else ""))
+            lines.append(f"{target / f'{stem}.key'}: {x509.key_kind(identity.key)} private key (mode 0600)")
+        if p12 is not None:
+            _write_private(target / "client.p12", p12)
+            lines.append(f"{target / 'client.p12'}: PKCS#12 with the client's key and certificates (mode 0600)")
+        lines.append(f"check: openssl verify -CAfile {target / 'ca.pem'} {target / 'server.pem'}")
+        return "\n".join(lines)
+    if args.command == "show":
+        data = _read_bytes(args.file, "FILE")
+        found = x509.detect(data)
+        if found.kind == "certificate request":
+            return x509.csr_text(x509.load_csr(data))
+        if found.kind in ("private key", "encrypted private key") and "certificate" not in found.items:
+            return f"{args.file}: {found.describe()} (a private key: not printed)"
+        return "\n\n".join(x509.text(c) for c in x509.load_certificates(data, args.password))
+    if args.command == "convert":
+        suffix = Path(args.output).suffix.lower()
+        if suffix not in x509.OUTPUT_FORMATS:
+            raise LabInputError("OUT", args.output, f"a file name ending in {', '.join(x509.OUTPUT_FORMATS)}")
+        data = _read_bytes(args.input, "IN")
+        key = _read_bytes(args.keyfile, "--key") if args.keyfile else None
+        to = x509.OUTPUT_FORMATS[suffix]
+        out = x509.convert(data, to, password=args.password, key=key)
+        certs = x509.load_certificates(data, args.password)
+        secret = to == "p12" or b"PRIVATE KEY" in out
+        if secret:
+            _write_private(Path(args.output), out)
+        else:
+            Path(args.output).write_bytes(out)
+        what = {"pem": "PEM", "der": "DER", "p7b": "PKCS#7", "p12": "PKCS#12"}[to]
+        count = 1 if to == "der" else len(certs)
+        note = f"{count} certificate{'s' if count > 1 else ''}" + (" and the private key" if secret else "")
+        if to == "der" and len(certs) > 1:
+            note += f" (the first of {len(certs)}: DER holds one; use .p7b for a chain)"
+        return f"{args.output}: {what}, {note}"
+    cert = x509.load_certificates(_read_bytes(args.cert, "CERT"), fieldname="CERT")[0]
+    trusted = x509.load_certificates(_read_bytes(args.ca, "--ca"), fieldname="--ca")
+    untrusted = x509.load_certificates(_read_bytes(args.untrusted, "--untrusted"), fieldname="--untrusted") \
+        if args.untrusted else []
+    at = datetime.fromtimestamp(args.attime, UTC) if args.attime is not None else None
+    result = x509.verify(cert, trusted, untrusted, hostname=args.hostname, ip=args.ip, purpose=args.purpose, at=at)
+    if result.ok:
+        return result.lines(args.cert)[0], "", 0
+    return "", "\n".join(result.lines(args.cert)), 2
+
+
+def _run(args: argparse.Namespace):
     from labsupport import pod_network as pn
 
+    if args.topic == "pki":
+        return _pki(args)
     if args.topic == "route":
         from labsupport.host import namespace_from_ip_json
 

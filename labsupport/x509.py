@@ -233,7 +233,10 @@ def _hex(data: bytes, upper: bool = False) -> str:
 
 
 def _mask(password: object) -> str:
-    return f"<{len(password)} characters>" if isinstance(password, (str, bytes)) else repr(password)
+    """A password as an error message shows it: hidden, only its length."""
+    if not isinstance(password, (str, bytes)):
+        return repr(password)
+    return f"<hidden, {len(password)} character{'' if len(password) == 1 else 's'}>"
 
 
 # --- keys ----------------------------------------------------------------------------------------------
@@ -1252,6 +1255,12 @@ def load_csr(data: bytes):
         raise LabInputError("csr", found.describe(), f"a well-formed CSR ({error})") from None
 
 
+def _key_maybe_encrypted(data: bytes, password: str | None):
+    """A key file read without a password if it is not encrypted, with `password` if it is."""
+    encrypted = "encrypted private key" in detect(data).items
+    return load_private_key(data, password if encrypted else None)
+
+
 def convert(data: bytes, to: str, *, password: str | None = None, key: bytes | None = None) -> bytes:
     """Convert a certificate file to 'pem', 'der', 'p7b' or 'p12' (:data:`OUTPUT_FORMATS` maps file names).
 
@@ -1265,11 +1274,11 @@ def convert(data: bytes, to: str, *, password: str | None = None, key: bytes | N
     certs = load_certificates(data, password)
     private = None
     if key is not None:
-        private = load_private_key(key, password)
+        private = _key_maybe_encrypted(key, password)
     elif found.kind == "pkcs12":
         private = read_p12(data, password).key
-    elif "private key" in found.items:
-        private = load_private_key(data, password)
+    elif "private key" in found.items or "encrypted private key" in found.items:
+        private = _key_maybe_encrypted(data, password)
     if to == "der":
         return to_der(certs[0])
     if to == "p7b":
