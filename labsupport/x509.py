@@ -366,7 +366,11 @@ def generate_key(kind: str = "ed25519", seed: str | bytes | None = None, bits: i
 
 
 def key_kind(key) -> str:
-    """'ed25519', 'ec' or 'rsa' for a private or public key (what `openssl pkey -text` names first)."""
+    """'ed25519', 'ec' or 'rsa' for a private or public key.
+
+    Mirrors the first line of `openssl pkey -in KEY -noout -text` (ED25519 Private-Key, Private-Key: (256 bit)
+    with ASN1 OID prime256v1, or Private-Key: (2048 bit, 2 primes)).
+    """
     _, _, _, ec, ed25519, rsa = _crypto()
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return "ed25519"
@@ -452,7 +456,11 @@ def _escape_value(value: str) -> str:
 
 
 def name_text(name) -> str:
-    """A name as OpenSSL 3.0 prints it in `x509 -text`, `-subject` and `verify`: "C = IN, O = VMware, CN = x"."""
+    """A name as OpenSSL 3.0 prints it: "C = IN, O = VMware, CN = x" (RDNs in order, special values quoted).
+
+    Mirrors the Issuer:/Subject: lines of `openssl x509 -text -noout` and the subject line `openssl verify`
+    prints before an error (OpenSSL's "oneline" name format).
+    """
     rdns = []
     for rdn in name.rdns:
         rdns.append(" + ".join(
@@ -490,7 +498,11 @@ def _cn(name) -> str | None:
 
 
 def check_dns_name(name: str, fieldname: str = "dns") -> str:
-    """A DNS name as certificates carry it (RFC 1034 labels; '*.' allowed as the first label)."""
+    """A DNS name as certificates carry it (RFC 1034 labels; '*.' allowed as the first label).
+
+    Mirrors the check kubeadm makes of `kubeadm init --apiserver-cert-extra-sans` (which also wants lower
+    case); `openssl req -addext subjectAltName=DNS:...` itself accepts any text.
+    """
     allowed = ("a DNS name: dot-separated labels of letters, digits and '-' (1-63 characters, not starting "
                "or ending with '-'), 253 characters at most; '*.' only as the whole first label")
     if not isinstance(name, str) or not name or len(name) > 253:
@@ -504,7 +516,10 @@ def check_dns_name(name: str, fieldname: str = "dns") -> str:
 
 
 def split_names(names: Iterable[str], fieldname: str = "names") -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split names into (DNS names, IP addresses), as `subjectAltName=DNS:...,IP:...` would be written."""
+    """Split names into (DNS names, IP addresses).
+
+    Mirrors writing `-addext "subjectAltName=DNS:localhost,IP:127.0.0.1"` by hand for `openssl req`.
+    """
     dns, ips = [], []
     for name in names:
         try:
@@ -600,7 +615,7 @@ class Identity:
 
 
 def private_key_pem(key) -> bytes:
-    """A private key as PKCS#8 PEM, unencrypted (`openssl pkey -in KEY`)."""
+    """A private key as PKCS#8 PEM, unencrypted. Mirrors `openssl pkey -in KEY` (and `openssl genpkey` output)."""
     _, _, serialization, *_ = _crypto()
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -728,13 +743,21 @@ def intermediate_ca(issuer: Identity, subject="/CN=Lab Intermediate CA", *, path
 
 def server_identity(issuer: Identity, name: str = "localhost", *, names: Sequence[str] = ("localhost", "127.0.0.1"),
                     **options) -> Identity:
-    """A TLS server certificate: CN=`name`, SANs `names` (DNS names and IP addresses), serverAuth."""
+    """A TLS server certificate: CN=`name`, SANs `names` (DNS names and IP addresses), serverAuth.
+
+    Mirrors `openssl req -new -subj /CN=NAME -addext subjectAltName=...` then `openssl x509 -req -CA ca.crt
+    -CAkey ca.key -copy_extensions copy -extfile server.ext` (extendedKeyUsage = serverAuth).
+    """
     dns, ips = split_names(names)
     return issue(issuer, f"/CN={name}", profile="server", dns=dns, ips=ips, **options)
 
 
 def client_identity(issuer: Identity, name: str = "client", *, orgs: Sequence[str] = (), **options) -> Identity:
-    """A TLS client certificate: O=`orgs`..., CN=`name`, clientAuth."""
+    """A TLS client certificate: O=`orgs`..., CN=`name`, clientAuth.
+
+    Mirrors `openssl req -new -subj "/O=ORG/CN=NAME"` then `openssl x509 -req -CA ca.crt -CAkey ca.key
+    -extfile client.ext` (extendedKeyUsage = clientAuth), as kubeadm makes client certificates.
+    """
     subject = "".join(f"/O={o}" for o in orgs) + f"/CN={name}"
     return issue(issuer, subject, profile="client", **options)
 
@@ -882,7 +905,10 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----")
 
 
 def to_pem(obj) -> bytes:
-    """A certificate, CSR or public key as PEM (what `openssl x509 -outform pem` writes)."""
+    """A certificate, CSR, public or private key as PEM.
+
+    Mirrors `openssl x509 -outform pem`, `openssl req -outform pem` and `openssl pkey [-pubout]`.
+    """
     _, _, serialization, *_ = _crypto()
     if hasattr(obj, "private_bytes"):
         return private_key_pem(obj)
@@ -892,13 +918,16 @@ def to_pem(obj) -> bytes:
 
 
 def to_der(cert) -> bytes:
-    """A certificate as DER bytes."""
+    """A certificate as DER bytes. Mirrors `openssl x509 -outform der`."""
     _, _, serialization, *_ = _crypto()
     return _certificate(cert, "cert").public_bytes(serialization.Encoding.DER)
 
 
 def pem_blocks(data: bytes, fieldname: str = "file") -> list[tuple[str, bytes]]:
-    """The (label, DER bytes) of every PEM block in `data`; a truncated or damaged block is an error."""
+    """The (label, DER bytes) of every PEM block in `data`; a truncated or damaged block is an error.
+
+    Mirrors how OpenSSL's PEM reader (used by every `openssl ... -in FILE`) splits a file into blocks.
+    """
     blocks = []
     for begin in _PEM_BEGIN.finditer(data):
         label = begin.group(1).decode()
@@ -940,22 +969,77 @@ def der_to_pem(data: bytes) -> bytes:
     return to_pem(load_certificates(data)[0])
 
 
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER element: tag, definite length, content."""
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+_DER_OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
+_DER_OID_DATA = bytes.fromhex("06092a864886f70d010701")
+
+
 def to_p7b(certs: Iterable, encoding: str = "pem") -> bytes:
     """Certificates (a leaf and its chain) in a PKCS#7 bundle, which holds no private key.
 
     Mirrors the notes' `openssl crl2pkcs7 -nocrl -certfile CERTIFICATE.pem -certfile MORE.pem -out
-    CERTIFICATE.p7b` (PEM, as openssl writes by default; `encoding='der'` as Windows usually does).
+    CERTIFICATE.p7b`, byte for byte: a SignedData with no content, no signers, and the certificates in the
+    order given (PEM, as openssl writes by default; `encoding='der'` as Windows usually does).
     """
-    _, _, serialization, *_ = _crypto()
-    from cryptography.hazmat.primitives.serialization import pkcs7
-
-    items = [_certificate(c, "certs") for c in _flatten(certs)]
+    items = [_certificate(c, "certs") for c in _flatten(certs, "certs")]
     if not items:
         raise LabInputError("certs", [], "at least one certificate")
     if encoding not in ("pem", "der"):
         raise LabInputError("encoding", encoding, "'pem' or 'der'")
-    enc = serialization.Encoding.PEM if encoding == "pem" else serialization.Encoding.DER
-    return pkcs7.serialize_certificates(items, enc)
+    signed = _der(0x30, _der(0x02, b"\x01") + _der(0x31, b"") + _der(0x30, _DER_OID_DATA)
+                  + _der(0xA0, b"".join(to_der(c) for c in items)) + _der(0x31, b""))
+    der = _der(0x30, _DER_OID_SIGNED_DATA + _der(0xA0, signed))
+    if encoding == "der":
+        return der
+    body = base64.b64encode(der)
+    lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+    return b"-----BEGIN PKCS7-----\n" + lines + b"\n-----END PKCS7-----\n"
+
+
+def _touched(cert):
+    """Parse every field now: the cryptography package parses lazily, so a damaged certificate can load
+    and fail only when its issuer, extensions or key are first read (with ValueError or TypeError)."""
+    for name in (cert.issuer, cert.subject):
+        name.rfc4514_string()
+    cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature_algorithm_oid, cert.signature  # noqa: B018
+    for ext in cert.extensions:
+        ext.value  # noqa: B018
+    _spki(cert.public_key())
+    return cert
+
+
+def _load_der_cert(der: bytes):
+    cx, *_ = _crypto()
+    return _touched(cx.load_der_x509_certificate(der))
+
+
+def _p7b_certificates(der: bytes) -> list:
+    """The certificates of a PKCS#7 bundle, in the order stored (as `openssl pkcs7 -print_certs` lists them).
+
+    Read here rather than by the cryptography package, which wants DER's sorted SET OF and only warns
+    about the unsorted (chain-ordered) files openssl writes.
+    """
+    _, start, end = _tlv(der, 0, len(der))
+    kids = _children(der, start, end)
+    if len(kids) < 2 or kids[1][0] != 0xA0:
+        raise ValueError("no SignedData")
+    _, sstart, send = _tlv(der, kids[1][1], kids[1][2])
+    certs = []
+    for tag, cstart, cend in _children(der, sstart, send):
+        if tag != 0xA0:
+            continue
+        pos = cstart
+        while pos < cend:
+            _, _, elem_end = _tlv(der, pos, cend)
+            certs.append(_load_der_cert(der[pos:elem_end]))
+            pos = elem_end
+    return certs
 
 
 def to_p12(identity: Identity, password: str, *, name: str | None = None, chain: Iterable = ()) -> bytes:
@@ -1002,10 +1086,15 @@ def read_p12(data: bytes, password: str | None) -> Identity:
         raise LabInputError("password", _mask(password), "no password: this .p12 is not encrypted") from None
     if cert is None:
         raise LabInputError("file", "PKCS#12 without a certificate", "a .p12 holding a certificate and its key")
+    try:
+        for item in (cert, *extra):
+            _touched(item)
+    except Exception as error:  # noqa: BLE001
+        raise LabInputError("file", kind.describe(), f"well-formed certificates in the .p12 ({error})") from None
     return Identity(cert, key, tuple(extra))
 
 
-def _flatten(items) -> list:
+def _flatten(items, fieldname: str = "file") -> list:
     if isinstance(items, (bytes, bytearray)) or hasattr(items, "tbs_certificate_bytes") or isinstance(items, Identity):
         items = [items]
     out = []
@@ -1013,7 +1102,7 @@ def _flatten(items) -> list:
         if isinstance(item, Identity):
             out.extend(item.full_chain)
         elif isinstance(item, (bytes, bytearray)):
-            out.extend(load_certificates(bytes(item)))
+            out.extend(load_certificates(bytes(item), fieldname=fieldname))
         else:
             out.append(item)
     return out
@@ -1135,7 +1224,7 @@ class Detected:
         return f"{self.encoding}: {', '.join(self.items or (self.kind,))}"
 
 
-def detect(data: bytes) -> Detected:
+def detect(data: bytes, fieldname: str = "file") -> Detected:
     """What a certificate file is, from its bytes (never from its name: a .crt or .cer may be PEM or DER).
 
     PEM is text with `-----BEGIN <LABEL>-----` lines; DER is binary ASN.1 whose shape tells a certificate
@@ -1143,12 +1232,12 @@ def detect(data: bytes) -> Detected:
     Mirrors what `file` and `openssl asn1parse -inform der -i` show about it.
     """
     if not isinstance(data, (bytes, bytearray)):
-        raise LabInputError("file", type(data).__name__, "the file's bytes")
+        raise LabInputError(fieldname, type(data).__name__, "the file's bytes")
     data = bytes(data)
     if not data.strip():
-        raise LabInputError("file", "empty", "a certificate file: PEM, DER, PKCS#7 or PKCS#12")
+        raise LabInputError(fieldname, "empty", "a certificate file: PEM, DER, PKCS#7 or PKCS#12")
     if _PEM_BEGIN.search(data):
-        items = tuple(_PEM_KINDS.get(label, label.lower()) for label, _ in pem_blocks(data))
+        items = tuple(_PEM_KINDS.get(label, label.lower()) for label, _ in pem_blocks(data, fieldname))
         return Detected("PEM", items[0], items)
     stripped = data.strip()
     if re.fullmatch(rb"[A-Za-z0-9+/=\s]+", stripped) and len(stripped) >= 16:
@@ -1158,13 +1247,13 @@ def detect(data: bytes) -> Detected:
         except (binascii.Error, ValueError):
             inner = None
         if inner:
-            raise LabInputError("file", f"Base64 text of a DER {inner}",
+            raise LabInputError(fieldname, f"Base64 text of a DER {inner}",
                                 "PEM with its '-----BEGIN ...-----' and '-----END ...-----' lines, or the DER bytes")
     try:
         kind = _der_kind(data)
     except (ValueError, IndexError):
         shown = data[:16].hex(" ") + (" ..." if len(data) > 16 else "")
-        raise LabInputError("file", shown, "a certificate file: PEM text, or DER (a certificate, PKCS#7 or "
+        raise LabInputError(fieldname, shown, "a certificate file: PEM text, or DER (a certificate, PKCS#7 or "
                             "PKCS#12) starting with 30 (an ASN.1 SEQUENCE)") from None
     return Detected("binary" if kind in ("jks", "jceks", "pkcs12") else "DER", kind, (kind,))
 
@@ -1174,10 +1263,7 @@ def load_certificates(data: bytes, password: str | None = None, fieldname: str =
 
     Mirrors `openssl x509 -in` / `-inform der`, `openssl pkcs7 -print_certs` and `openssl pkcs12 -nokeys`.
     """
-    cx, *_ = _crypto()
-    from cryptography.hazmat.primitives.serialization import pkcs7
-
-    found = detect(data)
+    found = detect(data, fieldname)
     try:
         if found.kind in ("jks", "jceks"):
             raise LabInputError(fieldname, f"Java KeyStore ({found.kind.upper()})",
@@ -1188,9 +1274,9 @@ def load_certificates(data: bytes, password: str | None = None, fieldname: str =
             return [identity.cert, *identity.chain]
         if found.encoding == "DER":
             if found.kind == "certificate":
-                return [cx.load_der_x509_certificate(data)]
+                return [_load_der_cert(data)]
             if found.kind == "pkcs7":
-                certs = pkcs7.load_der_pkcs7_certificates(data)
+                certs = _p7b_certificates(data)
                 if not certs:
                     raise LabInputError(fieldname, "PKCS#7 with no certificates", "a bundle with certificates")
                 return certs
@@ -1199,9 +1285,9 @@ def load_certificates(data: bytes, password: str | None = None, fieldname: str =
             for label, der in pem_blocks(data, fieldname):
                 kind = _PEM_KINDS.get(label)
                 if kind == "certificate":
-                    certs.append(cx.load_der_x509_certificate(der))
+                    certs.append(_load_der_cert(der))
                 elif kind == "pkcs7":
-                    certs.extend(pkcs7.load_der_pkcs7_certificates(der))
+                    certs.extend(_p7b_certificates(der))
             if certs:
                 return certs
     except LabInputError:
@@ -1241,16 +1327,20 @@ def load_private_key(data: bytes, password: str | None = None, fieldname: str = 
 
 
 def load_csr(data: bytes):
-    """A CSR from PEM or DER bytes (`openssl req -in server.csr`)."""
+    """A CSR from PEM or DER bytes. Mirrors `openssl req -in server.csr -noout` (`-inform der` for DER)."""
     cx, *_ = _crypto()
     found = detect(data)
     if found.kind != "certificate request":
         raise LabInputError("csr", found.describe(), "a certificate signing request")
+    der = data if found.encoding == "DER" else next(d for lb, d in pem_blocks(data, "csr") if "REQUEST" in lb)
     try:
-        if found.encoding == "PEM":
-            der = next(d for lb, d in pem_blocks(data, "csr") if "REQUEST" in lb)
-            return cx.load_der_x509_csr(der)
-        return cx.load_der_x509_csr(data)
+        csr = cx.load_der_x509_csr(der)
+        csr.subject.rfc4514_string()
+        for ext in csr.extensions:
+            ext.value  # noqa: B018
+        _spki(csr.public_key())
+        csr.is_signature_valid  # noqa: B018
+        return csr
     except Exception as error:  # noqa: BLE001
         raise LabInputError("csr", found.describe(), f"a well-formed CSR ({error})") from None
 
@@ -1263,6 +1353,9 @@ def _key_maybe_encrypted(data: bytes, password: str | None):
 
 def convert(data: bytes, to: str, *, password: str | None = None, key: bytes | None = None) -> bytes:
     """Convert a certificate file to 'pem', 'der', 'p7b' or 'p12' (:data:`OUTPUT_FORMATS` maps file names).
+
+    Mirrors the notes' conversions: `openssl x509 -outform der`, `openssl x509 -inform der`,
+    `openssl crl2pkcs7 -nocrl -certfile`, `openssl pkcs12 -export` and `openssl pkcs12 -nodes`.
 
     The input's format is found from its bytes. 'p12' needs the private key (in the input, or `key`)
     and `password`; 'der' holds one certificate (the first, as `openssl x509 -outform der` writes);
@@ -1434,7 +1527,8 @@ def _serial_line(serial: int) -> list[str]:
 
 
 def text(cert) -> str:
-    """A certificate printed as `openssl x509 -in CERTIFICATE.pem -text -noout` prints it (OpenSSL 3.0):
+    """A certificate printed as OpenSSL 3.0 prints it: Mirrors `openssl x509 -in CERTIFICATE.pem -text -noout`.
+
     Version, Serial Number, Signature Algorithm, Issuer, Validity, Subject, Subject Public Key Info, the
     X509v3 extensions by their OpenSSL names, and the signature.
 
@@ -1459,7 +1553,7 @@ def text(cert) -> str:
 
 
 def csr_text(csr) -> str:
-    """A CSR printed as `openssl req -in server.csr -text -noout` prints it (OpenSSL 3.0)."""
+    """A CSR printed as OpenSSL 3.0 prints it. Mirrors `openssl req -in server.csr -text -noout`."""
     if isinstance(csr, (bytes, bytearray)):
         csr = load_csr(bytes(csr))
     lines = ["Certificate Request:", "    Data:", "        Version: 1 (0x0)",
@@ -1599,6 +1693,7 @@ class VerifyError:
         return VERIFY_ERRORS[self.code]
 
     def lines(self) -> list[str]:
+        """The two lines `openssl verify` prints for this error: the subject, then the error."""
         return [self.subject, f"error {self.code} at {self.depth} depth lookup: {self.message}"]
 
 
@@ -1645,7 +1740,7 @@ def _cert_list(items, fieldname: str) -> list:
     if items is None:
         return []
     try:
-        return [_certificate(c, fieldname) for c in _flatten(items)]
+        return [_certificate(c, fieldname) for c in _flatten(items, fieldname)]
     except TypeError:
         raise LabInputError(fieldname, type(items).__name__, "a list of certificates") from None
 
@@ -1810,6 +1905,8 @@ def verify_cases(kind: str = "ed25519", seed: str | bytes | None = DEFAULT_SEED)
     The PKI: a root CA (pathlen:1), an intermediate (pathlen:0), a server (localhost, 127.0.0.1) and a
     client below it; another root; and certificates made wrong on purpose (expired, not yet valid,
     self-signed, no SAN, a wildcard, a forged signature, a leaf used as a CA, a CA chain too long).
+    Mirrors running `openssl verify -CAfile ... -untrusted ... -attime ...` on each (VerifyCase.openssl_options;
+    tests/unit/test_x509_openssl.py does, and compares every line).
     """
     common = {"kind": kind, "seed": seed}
     pki = build_pki(kind, seed=seed, intermediate=True)
