@@ -37,12 +37,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from typing import Self
 
 from labsupport.host import Namespace
+from labsupport.pod_network import Node
 from labsupport.routing import DEFAULT_TABLE, LOCAL_TABLE, MAIN_TABLE, Decision, default_rules
 
 PREFIX_ROOT = "k8s101"
@@ -547,10 +549,18 @@ class Twin:
             )
         return real
 
-    def _run(self, command: list[str], check: bool = True, timeout: float = COMMAND_TIMEOUT) -> str:
+    def _run(
+        self,
+        command: list[str],
+        check: bool = True,
+        timeout: float = COMMAND_TIMEOUT,
+        input: str | None = None,
+    ) -> str:
         self.commands.append(shlex.join(command))
         try:
-            done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(
+                command, check=False, capture_output=True, text=True, timeout=timeout, input=input
+            )
         except subprocess.TimeoutExpired as exc:
             raise TwinError(f"timed out after {timeout} s", command) from exc
         if check and done.returncode != 0:
@@ -565,9 +575,18 @@ class Twin:
         """`bridge -n NS ARGS…`."""
         return self._run(["bridge", "-n", self._guard(ns), *args])
 
-    def netns_exec(self, ns: str, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> str:
-        """`ip netns exec NS ARGS…`."""
-        return self._run(["ip", "netns", "exec", self._guard(ns), *args], check=check, timeout=timeout)
+    def netns_exec(
+        self,
+        ns: str,
+        *args: str,
+        check: bool = True,
+        timeout: float = COMMAND_TIMEOUT,
+        input: str | None = None,
+    ) -> str:
+        """`ip netns exec NS ARGS…` (with `input` on its standard input, if given)."""
+        return self._run(
+            ["ip", "netns", "exec", self._guard(ns), *args], check=check, timeout=timeout, input=input
+        )
 
     def real(self, name: str) -> str:
         """The real namespace name of a model namespace (or of the uplink)."""
@@ -986,9 +1005,13 @@ class Twin:
         self.commands.append(shlex.join(command))
         proc = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
             text=True,
-            **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **kwargs},
+            **{
+                "stdin": subprocess.DEVNULL,
+                "stdout": subprocess.DEVNULL,
+                "stderr": subprocess.DEVNULL,
+                **kwargs,
+            },
         )
         self._procs.append(proc)
         return proc
@@ -1159,6 +1182,927 @@ def run_twin(node, source: str, destination: str) -> TwinReport:
         report.error = str(exc)
     report.timings["total"] = time.perf_counter() - start
     return report
+
+
+# --- the netfilter twin: a router between a client and a server -----------------------------------------
+#
+# client (10.1.0.2, 10.1.0.3) ── eth0 [router] eth1 ── server (10.2.0.2, 10.2.0.3)
+#                               10.1.0.1       10.2.0.1
+#
+# The router forwards; it also holds a "local service" (sockets on the ports of NF_PORTS) for the
+# INPUT cases. It reaches 172.16.0.0/16 through the client and everything else (the "internet",
+# 198.51.100.0/24) through the server, so every address a rule or a probe names leads somewhere.
+
+NF_CLIENT, NF_ROUTER, NF_SERVER = "client", "router", "server"
+NF_MACS = {
+    (NF_CLIENT, "eth0"): "02:00:0a:01:00:02",
+    (NF_ROUTER, "eth0"): "02:00:0a:01:00:01",
+    (NF_ROUTER, "eth1"): "02:00:0a:02:00:01",
+    (NF_SERVER, "eth0"): "02:00:0a:02:00:02",
+}
+NF_PORTS = (22, 53, 80, 443, 8080, 9000)  # destination ports of probes and of DNAT/REDIRECT targets
+NF_SOURCES = ("10.1.0.2", "10.1.0.3", "172.16.1.5", "172.16.2.9")
+NF_DESTINATIONS = ("10.2.0.2", "10.2.0.3", "10.1.0.1", "10.2.0.1", "198.51.100.7", "172.16.3.3")
+NF_PAYLOAD = b"k8s101"
+
+# The observers' silence, loaded once: the client and the server drop every IPv4 packet before their own
+# stack sees it (their captures are taken before netfilter, so they still see it), and the router's own
+# stack answers nothing: an echo reply or a TCP segment of its own (the RST of a closed port) is dropped
+# in `raw` OUTPUT, before conntrack sees it. What passes is what REJECT sends: its TCP RST carries the
+# rejected packet's conntrack entry (ctstate RELATED), its ICMP errors are of type 3. The router's UDP
+# sockets on NF_PORTS keep its stack from answering "port unreachable".
+_NF_QUIET_ENDS = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -j DROP\nCOMMIT\n"
+_NF_QUIET_ROUTER = (
+    "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    "-A OUTPUT -p icmp -m icmp --icmp-type 0 -j DROP\n"
+    "-A OUTPUT -p tcp -m conntrack ! --ctstate RELATED -j DROP\n"
+    "COMMIT\n"
+)
+_NF_ROUTER_SYSCTLS = (
+    "net.ipv4.icmp_ratelimit=0",  # REJECT's ICMP errors, one per probe, none held back
+    "net.ipv4.icmp_ratemask=0",
+    "net.ipv4.conf.all.send_redirects=0",  # a packet sent back out of eth0 makes no ICMP redirect
+    "net.ipv4.conf.default.send_redirects=0",
+    "net.ipv4.conf.eth0.send_redirects=0",
+    "net.ipv4.conf.eth1.send_redirects=0",
+)
+
+
+def netfilter_topology() -> Node:
+    """The netfilter twin's three namespaces, built with :class:`Namespace`'s verbs: client — router — server.
+
+    The router has permanent neighbours for every next hop a probe can need, so no ARP exchange happens
+    in the middle of a case. `Twin(netfilter_topology())` builds it; `Twin.read` equals the model.
+    """
+    node = Node(NF_ROUTER)
+    client = Namespace(NF_CLIENT, role="pod")
+    router = Namespace(NF_ROUTER, role="node", forwarding=True)
+    server = Namespace(NF_SERVER, role="pod")
+    node.namespaces.update({NF_CLIENT: client, NF_ROUTER: router, NF_SERVER: server})
+    c0 = client.add_link("eth0", "veth", NF_MACS[NF_CLIENT, "eth0"])
+    r0 = router.add_link("eth0", "veth", NF_MACS[NF_ROUTER, "eth0"])
+    r1 = router.add_link("eth1", "veth", NF_MACS[NF_ROUTER, "eth1"])
+    s0 = server.add_link("eth0", "veth", NF_MACS[NF_SERVER, "eth0"])
+    c0.index = s0.index = 2  # a fresh namespace has lo as 1
+    c0.peer, c0.peer_index, r0.peer, r0.peer_index = (NF_ROUTER, "eth0"), r0.index, (NF_CLIENT, "eth0"), 2
+    s0.peer, s0.peer_index, r1.peer, r1.peer_index = (NF_ROUTER, "eth1"), r1.index, (NF_SERVER, "eth0"), 2
+    for ip in ("10.1.0.2/24", "10.1.0.3/24"):
+        client.add_address("eth0", ip)
+    router.add_address("eth0", "10.1.0.1/24")
+    router.add_address("eth1", "10.2.0.1/24")
+    for ip in ("10.2.0.2/24", "10.2.0.3/24"):
+        server.add_address("eth0", ip)
+    client.add_route("default", via="10.1.0.1", dev="eth0")
+    server.add_route("default", via="10.2.0.1", dev="eth0")
+    router.add_route("172.16.0.0/16", via="10.1.0.2", dev="eth0")
+    router.add_route("default", via="10.2.0.2", dev="eth1")
+    for ip in ("10.1.0.2", "10.1.0.3"):
+        router.add_neighbour(ip, c0.mac, "eth0")
+    for ip in ("10.2.0.2", "10.2.0.3"):
+        router.add_neighbour(ip, s0.mac, "eth1")
+    client.add_neighbour("10.1.0.1", r0.mac, "eth0")
+    server.add_neighbour("10.2.0.1", r1.mac, "eth0")
+    return node
+
+
+# --- probes ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One packet the client sends to the router's eth0: a TCP SYN, a UDP datagram or an ICMP echo request.
+
+    For ICMP, `sport` is the echo identifier and `dport` is 0. Every field is fixed (IP id 1, TTL 64,
+    TCP sequence 1000), so the same probe is the same bytes on every run.
+    """
+
+    proto: str
+    src: str
+    dst: str
+    sport: int
+    dport: int = 0
+    iif: str = "eth0"
+
+    def packet(self):
+        """The probe as a scapy IP packet (what enters the router)."""
+        from scapy.layers.inet import ICMP, IP, TCP, UDP
+        from scapy.packet import Raw
+
+        ip = IP(src=self.src, dst=self.dst, ttl=64, id=1)
+        if self.proto == "tcp":
+            return IP(bytes(ip / TCP(sport=self.sport, dport=self.dport, flags="S", seq=1000, window=64240)))
+        if self.proto == "udp":
+            return IP(bytes(ip / UDP(sport=self.sport, dport=self.dport) / Raw(NF_PAYLOAD)))
+        return IP(bytes(ip / ICMP(type=8, id=self.sport, seq=1) / Raw(NF_PAYLOAD)))
+
+    def frame(self) -> bytes:
+        """The Ethernet frame the client puts on its eth0, addressed to the router."""
+        from scapy.layers.l2 import Ether
+
+        return bytes(Ether(src=NF_MACS[NF_CLIENT, "eth0"], dst=NF_MACS[NF_ROUTER, "eth0"]) / self.packet())
+
+    def __str__(self) -> str:
+        if self.proto == "icmp":
+            return f"icmp echo-request {self.src} > {self.dst} id {self.sport}"
+        return f"{self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport}"
+
+    def python(self) -> str:
+        """The probe as Python that rebuilds it."""
+        return f"Probe({self.proto!r}, {self.src!r}, {self.dst!r}, {self.sport}, {self.dport})"
+
+
+def packet_fields(packet) -> dict:
+    """What a netfilter comparison looks at in a packet: addresses, protocol, ports (or ICMP type, code, id)."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+
+    if packet is None:
+        return {}
+    ip = packet[IP] if packet.haslayer(IP) else IP(bytes(packet))
+    out = {"src": ip.src, "dst": ip.dst, "proto": ip.proto}
+    if ip.haslayer(TCP):
+        out.update(sport=ip[TCP].sport, dport=ip[TCP].dport, flags=str(ip[TCP].flags))
+    elif ip.haslayer(UDP):
+        out.update(sport=ip[UDP].sport, dport=ip[UDP].dport)
+    elif ip.haslayer(ICMP):
+        out.update(type=ip[ICMP].type, code=ip[ICMP].code)
+        if ip[ICMP].type in (0, 8):
+            out["id"] = ip[ICMP].id
+    return out
+
+
+def describe_packet(packet) -> str:
+    """One line for a packet in a report: `tcp 10.2.0.1:40000 > 10.2.0.3:8080 [S]`, `icmp 3/3 …`."""
+    if packet is None:
+        return "-"
+    f = packet_fields(packet)
+    if "sport" in f:
+        name = {6: "tcp", 17: "udp"}[f["proto"]]
+        flags = f" [{f['flags']}]" if "flags" in f else ""
+        return f"{name} {f['src']}:{f['sport']} > {f['dst']}:{f['dport']}{flags}"
+    if "type" in f:
+        ident = f" id {f['id']}" if "id" in f else ""
+        return f"icmp {f['src']} > {f['dst']} type {f['type']} code {f['code']}{ident}"
+    return f"proto {f['proto']} {f['src']} > {f['dst']}"
+
+
+# --- a random ruleset, from a grammar -----------------------------------------------------------------------
+
+NETFILTER_FEATURES = (
+    "user-chains",  # -N CHAIN and -j CHAIN (a chain jumps only to chains after it: no loops)
+    "goto",  # -g CHAIN
+    "return",  # -j RETURN, in user chains and in built-in ones (there: the policy)
+    "negation",  # ! before -s, -d, -i, -o, -p and before match options
+    "addresses",  # -s / -d with CIDRs
+    "protocols",  # -p tcp / udp / icmp
+    "ports",  # --sport / --dport, single ports and ranges
+    "multiport",  # -m multiport --sports / --dports / --ports
+    "icmp-type",  # -p icmp --icmp-type
+    "interfaces",  # -i / -o
+    "iface-wildcard",  # -i eth+
+    "mark-match",  # -m mark --mark V[/M]
+    "mark-target",  # -j MARK --set-xmark (and, with "aliases", --set-mark / --or-mark / --and-mark / --xor-mark)
+    "ctstate",  # -m conntrack --ctstate
+    "statistic",  # -m statistic --mode nth --every N --packet P
+    "comment",  # -m comment --comment, quoted and escaped as iptables-save writes it
+    "log",  # -j LOG [--log-prefix] [--log-level]
+    "no-target",  # a rule without -j: it only counts
+    "reject",  # -j REJECT [--reject-with …], tcp-reset for -p tcp
+    "drop",  # -j DROP and DROP policies in filter
+    "dnat",  # nat PREROUTING: DNAT --to-destination
+    "snat",  # nat POSTROUTING / INPUT: SNAT --to-source
+    "masquerade",  # nat POSTROUTING: MASQUERADE
+    "redirect",  # nat PREROUTING: REDIRECT
+    "nat-ports",  # a port in DNAT --to-destination A:P and REDIRECT --to-ports P (with -p tcp/udp)
+    "output-rules",  # rules in filter OUTPUT and nat OUTPUT (only REJECT's answers pass there)
+    "aliases",  # spellings iptables-save rewrites: -m tcp left out, A for A/32, echo-request, --or-mark, …
+    "repeat-flow",  # a probe that repeats an earlier probe of its case: same conntrack tuple
+)
+
+_HOOKS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+}
+_IN_HOOKS = {"PREROUTING", "INPUT", "FORWARD"}  # where -i is allowed
+_OUT_HOOKS = {"FORWARD", "OUTPUT", "POSTROUTING"}  # where -o is allowed
+_CIDRS = (
+    "10.1.0.0/24", "10.1.0.0/25", "10.1.0.2/32", "10.1.0.3/32", "10.1.0.1/32", "10.2.0.0/24",
+    "10.2.0.2/32", "10.2.0.3/32", "10.2.0.1/32", "10.2.0.0/16", "10.0.0.0/8", "172.16.0.0/12",
+    "172.16.1.0/24", "198.51.100.0/24", "0.0.0.0/1",
+)  # fmt: skip
+_PORT_VALUES = ("22", "53", "80", "443", "8080", "9000", "1000", "40000", "40001")
+_PORT_RANGES = ("1:1023", "1000:1023", "40000:40999", "80:443", "8000:9000", "1024:65535", "22:53")
+_MULTIPORTS = ("22,80,443", "53,8080:9000", "1000:1023,40000:40003", "80,443,9000", "22:80", "40002,53")
+_IFACES = ("eth0", "eth1", "eth+", "e+", "eth2")
+_MARKS = ("0x1", "0x2", "0x5", "0xff", "0x10")
+_MASKS = ("0xff", "0xf", "0x3", "0xf0")
+_CTSTATES = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")  # iptables-save's order
+_COMMENTS = ("allow-web", "kube_proxy", "svc default/web:http", 'a "quoted" word', "to the server!")
+_LOG_PREFIXES = ("fw: ", "NF", "drop-", "k8s [web] ")
+_REJECT_WITH = (
+    "icmp-net-unreachable", "icmp-host-unreachable", "icmp-port-unreachable", "icmp-proto-unreachable",
+    "icmp-net-prohibited", "icmp-host-prohibited", "icmp-admin-prohibited",
+)  # fmt: skip
+_ICMP_TYPES = (
+    ("8", "echo-request"),
+    ("0", "echo-reply"),
+    ("3", "destination-unreachable"),
+    ("3/3", "port-unreachable"),
+)
+_DNAT_TO = ("10.2.0.3", "10.2.0.2", "10.1.0.1", "10.2.0.1", "172.16.3.3", "198.51.100.8")
+_SNAT_TO = ("10.2.0.1", "10.2.0.100", "10.1.0.1", "192.0.2.1")
+_USER_CHAINS = ("KUBE-SVC-WEB", "web", "LOG_AND_DROP", "Z-last", "chain_2", "SEP-1")
+
+
+def save_string(value: str) -> str:
+    """A string as iptables-save writes it: bare if only letters, digits, `_` and `-`; else double-quoted,
+    with `"`, `\\` and `'` escaped by a backslash (libxtables `xtables_save_string`)."""
+    if value and all(c.isascii() and (c.isalnum() or c in "_-") for c in value):
+        return value
+    return '"' + "".join("\\" + c if c in "\"\\'" else c for c in value) + '"'
+
+
+@dataclass(frozen=True)
+class GeneratedRuleset:
+    """A random ruleset: `text` to load (iptables-restore input, with aliases if asked), `canonical` what
+    `iptables-save` prints back for it (no counters, no comment lines), per table in filter, nat order."""
+
+    seed: int
+    text: str
+    canonical: str
+    features: frozenset[str]
+
+
+class _RulesetGrammar:
+    """One random ruleset. Each rule is built from parts in iptables-save's order; every part has the words
+    to load (`inp`) and the words iptables-save prints (`out`)."""
+
+    def __init__(self, seed: int, features) -> None:
+        import random
+
+        unknown = set(features) - set(NETFILTER_FEATURES)
+        if unknown:
+            raise TwinError(
+                f"unknown ruleset features {sorted(unknown)}: known are {', '.join(NETFILTER_FEATURES)}"
+            )
+        self.r = random.Random(seed)
+        self.f = frozenset(features)
+
+    def on(self, feature: str, p: float = 1.0) -> bool:
+        return feature in self.f and self.r.random() < p
+
+    def match(self, feature: str, p: float) -> bool:
+        """Whether this rule gets a match of the feature (rarer in a sparse rule, which more packets pass)."""
+        return self.on(feature, p * self.density)
+
+    def neg(self, p: float = 0.25) -> str:
+        return "! " if self.on("negation", p) else ""
+
+    # one rule ---------------------------------------------------------------------------------------
+
+    def rule(self, table: str, chain: str, hooks: set[str], jumpable: list[str]) -> tuple[str, str]:
+        r = self.r
+        if table == "filter" and {"reject", "protocols"} <= self.f and r.random() < 0.06:
+            # the short rule that answers TCP with a reset: few conditions, so probes do reach it
+            port = f" -m tcp --dport {r.choice(NF_PORTS)}" if self.on("ports", 0.5) else ""
+            rule = f"-A {chain} -p tcp{port} -j REJECT --reject-with tcp-reset"
+            return rule, rule
+        self.density = r.choice((0.3, 0.6, 1.0))
+        inp: list[str] = []
+        out: list[str] = []
+        opts = []  # -s -d -i -o -p: iptables-save's order; the loaded text may shuffle them
+        for flag in ("-s", "-d"):
+            if self.match("addresses", 0.3):
+                cidr, n = r.choice(_CIDRS), self.neg()
+                opts.append((f"{n}{flag} {self._cidr_in(cidr)}", f"{n}{flag} {cidr}"))
+        if self.match("interfaces", 0.25) and hooks <= _IN_HOOKS:
+            opts.append(self._iface("-i"))
+        if self.match("interfaces", 0.25) and hooks <= _OUT_HOOKS:
+            opts.append(self._iface("-o"))
+        proto = None
+        proto_negated = False
+        if self.match("protocols", 0.7):
+            proto = r.choice(("tcp", "udp", "icmp"))
+            proto_negated = self.on("negation", 0.1)
+            opts.append((f"{'! ' if proto_negated else ''}-p {proto}",) * 2)
+        shuffled = list(opts)
+        if self.on("aliases", 0.3):
+            r.shuffle(shuffled)
+        inp += [i for i, _ in shuffled]
+        out += [o for _, o in opts]
+        matches: list[tuple[str, str]] = []
+        if proto in ("tcp", "udp") and not proto_negated:
+            m = self._ports(proto)
+            if m:
+                matches.append(m)
+            if self.match("multiport", 0.2):
+                kind = r.choice(("--sports", "--dports", "--ports", "--dports"))
+                ports = r.choice(_MULTIPORTS)
+                n = self.neg(0.2)
+                matches.append((f"-m multiport {n}{kind} {ports}",) * 2)
+        elif proto == "icmp" and not proto_negated and self.match("icmp-type", 0.5):
+            number, name = r.choice(_ICMP_TYPES)
+            n = self.neg(0.2)
+            shown = name if self.on("aliases", 0.5) else number
+            prefix = "" if self.on("aliases", 0.5) else "-m icmp "
+            matches.append((f"{prefix}{n}--icmp-type {shown}", f"-m icmp {n}--icmp-type {number}"))
+        extra = []
+        if self.match("mark-match", 0.2):
+            value = r.choice(_MARKS)
+            mark = value if r.random() < 0.5 else f"{value}/{r.choice(_MASKS)}"
+            extra.append((f"-m mark {self.neg()}--mark {mark}",) * 2)
+        if self.match("ctstate", 0.2):
+            states = [s for s in _CTSTATES if r.random() < 0.3] or [r.choice(_CTSTATES)]
+            shown = list(states)
+            if self.on("aliases", 0.5):
+                r.shuffle(shown)
+            n = self.neg()
+            extra.append(
+                (
+                    f"-m conntrack {n}--ctstate {','.join(shown)}",
+                    f"-m conntrack {n}--ctstate {','.join(states)}",
+                )
+            )
+        if self.match("statistic", 0.15):
+            every = r.randint(2, 4)
+            extra.append((f"-m statistic --mode nth --every {every} --packet {r.randrange(every)}",) * 2)
+        if self.match("comment", 0.15):
+            text = save_string(r.choice(_COMMENTS))
+            extra.append((f"-m comment --comment {text}",) * 2)
+        r.shuffle(extra)
+        matches += extra
+        inp += [i for i, _ in matches]
+        out += [o for _, o in matches]
+        target = self._target(table, hooks, proto if not proto_negated else None, jumpable)
+        if target is not None:
+            inp.append(target[0])
+            out.append(target[1])
+        head = f"-A {chain}"
+        return " ".join([head, *inp]), " ".join([head, *out])
+
+    def _cidr_in(self, cidr: str) -> str:
+        if cidr.endswith("/32") and self.on("aliases", 0.5):
+            return cidr[:-3]
+        return cidr
+
+    def _iface(self, flag: str) -> tuple[str, str]:
+        names = _IFACES if "iface-wildcard" in self.f else tuple(n for n in _IFACES if not n.endswith("+"))
+        text = f"{self.neg()}{flag} {self.r.choice(names)}"
+        return text, text
+
+    def _ports(self, proto: str) -> tuple[str, str] | None:
+        parts = []
+        for flag in ("--sport", "--dport"):
+            if self.match("ports", 0.35):
+                value = self.r.choice(_PORT_RANGES) if self.r.random() < 0.4 else self.r.choice(_PORT_VALUES)
+                parts.append(f"{self.neg(0.2)}{flag} {value}")
+        if not parts:
+            return None
+        words = " ".join(parts)
+        prefix = "" if self.on("aliases", 0.5) else f"-m {proto} "
+        return f"{prefix}{words}", f"-m {proto} {words}"
+
+    def _target(self, table: str, hooks: set[str], proto: str | None, jumpable: list[str]):
+        r = self.r
+        choices: list[tuple[str, float]] = [("ACCEPT", 1.0)]
+        if "return" in self.f:
+            choices.append(("RETURN", 0.6))
+        if "log" in self.f:
+            choices.append(("LOG", 0.6))
+        if "no-target" in self.f:
+            choices.append(("", 0.4))
+        if "mark-target" in self.f:
+            choices.append(("MARK", 0.7))
+        if jumpable:
+            choices.append(("jump", 1.5))
+            if "goto" in self.f:
+                choices.append(("goto", 0.7))
+        if table == "filter":
+            if "drop" in self.f:
+                choices.append(("DROP", 1.0))
+            if "reject" in self.f:
+                choices.append(("REJECT", 2.5 if proto == "tcp" else 1.0))
+        else:
+            if "dnat" in self.f and hooks <= {"PREROUTING", "OUTPUT"}:
+                choices.append(("DNAT", 2.0))
+            if "redirect" in self.f and hooks <= {"PREROUTING", "OUTPUT"}:
+                choices.append(("REDIRECT", 1.0))
+            if "snat" in self.f and hooks <= {"POSTROUTING", "INPUT"}:
+                choices.append(("SNAT", 2.0))
+            if "masquerade" in self.f and hooks <= {"POSTROUTING"}:
+                choices.append(("MASQUERADE", 1.5))
+        name = r.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
+        if name == "":
+            return None
+        if name in ("jump", "goto"):
+            chain = r.choice(jumpable)
+            flag = "-j" if name == "jump" else "-g"
+            return (f"{flag} {chain}",) * 2
+        if name == "LOG":
+            words = "-j LOG"
+            if r.random() < 0.6:
+                words += f" --log-prefix {save_string(r.choice(_LOG_PREFIXES))}"
+            if r.random() < 0.3:
+                words += f" --log-level {r.choice((6, 7))}"
+            return words, words
+        if name == "MARK":
+            return self._mark_target()
+        if name == "REJECT":
+            options = list(_REJECT_WITH) + (["tcp-reset"] * 14 if proto == "tcp" else [])
+            how = r.choice(options)
+            out = f"-j REJECT --reject-with {how}"
+            if how == "icmp-port-unreachable" and self.on("aliases", 0.5):
+                return "-j REJECT", out
+            return out, out
+        ported = proto in ("tcp", "udp") and "nat-ports" in self.f and r.random() < 0.5
+        port = r.choice(NF_PORTS)
+        if name == "DNAT":
+            to = r.choice(_DNAT_TO) + (f":{port}" if ported else "")
+            return (f"-j DNAT --to-destination {to}",) * 2
+        if name == "SNAT":
+            return (f"-j SNAT --to-source {r.choice(_SNAT_TO)}",) * 2
+        if name == "REDIRECT":
+            return (f"-j REDIRECT --to-ports {port}" if ported else "-j REDIRECT",) * 2
+        if name == "MASQUERADE":
+            return ("-j MASQUERADE",) * 2
+        return (f"-j {name}",) * 2  # ACCEPT, DROP, RETURN
+
+    def _mark_target(self) -> tuple[str, str]:
+        r = self.r
+        value = int(r.choice(_MARKS), 16)
+        # the mask covers the value: iptables-nft stores --set-xmark V/M as M|V (and prints that back)
+        mask = int(r.choice(_MASKS), 16) | value
+        if self.on("aliases", 0.6):
+            kind = r.choice(("--set-mark", "--set-mark-mask", "--or-mark", "--and-mark", "--xor-mark"))
+            if kind == "--set-mark":
+                return f"-j MARK --set-mark {value:#x}", f"-j MARK --set-xmark {value:#x}/0xffffffff"
+            if kind == "--set-mark-mask":
+                return f"-j MARK --set-mark {value:#x}/{mask:#x}", f"-j MARK --set-xmark {value:#x}/{mask:#x}"
+            if kind == "--or-mark":
+                return f"-j MARK --or-mark {value:#x}", f"-j MARK --set-xmark {value:#x}/{value:#x}"
+            if kind == "--and-mark":
+                return f"-j MARK --and-mark {value:#x}", f"-j MARK --set-xmark 0x0/{~value & 0xFFFFFFFF:#x}"
+            return f"-j MARK --xor-mark {value:#x}", f"-j MARK --set-xmark {value:#x}/0x0"
+        return (f"-j MARK --set-xmark {value:#x}/{mask:#x}",) * 2
+
+    # the whole ruleset ----------------------------------------------------------------------------------
+
+    def table(self, table: str) -> tuple[list[str], list[str]]:
+        r = self.r
+        builtins = list(_HOOKS[table])
+        if "output-rules" not in self.f:
+            builtins.remove("OUTPUT")
+        users: list[tuple[str, set[str]]] = []
+        if "user-chains" in self.f:
+            names = r.sample(_USER_CHAINS, r.randint(0, 3))
+            for name in names:
+                if table == "nat":
+                    hooks = {r.choice(builtins)}
+                else:
+                    hooks = {h for h in builtins if r.random() < 0.5} or {r.choice(builtins)}
+                users.append((name, hooks))
+        rules: dict[str, list[tuple[str, str]]] = {}
+        for chain in builtins:
+            jumpable = [name for name, hooks in users if chain in hooks]
+            rules[chain] = [self.rule(table, chain, {chain}, jumpable) for _ in range(r.randint(0, 5))]
+        for i, (name, hooks) in enumerate(users):
+            jumpable = [n for n, h in users[i + 1 :] if hooks <= h]
+            rules[name] = [self.rule(table, name, hooks, jumpable) for _ in range(r.randint(1, 4))]
+        policies = {}
+        for chain in _HOOKS[table]:
+            drop = table == "filter" and chain != "OUTPUT" and self.on("drop", 0.25)
+            policies[chain] = "DROP" if drop else "ACCEPT"
+        order_in = [*_HOOKS[table], *(n for n, _ in users)]
+        order_out = [*_HOOKS[table], *sorted((n for n, _ in users), key=_chain_sort_key)]
+        head_in = [f":{c} {policies[c]} [0:0]" for c in _HOOKS[table]] + [f":{n} - [0:0]" for n, _ in users]
+        head_out = [f":{c} {policies[c]} [0:0]" for c in _HOOKS[table]] + [
+            f":{n} - [0:0]" for n in order_out[len(_HOOKS[table]) :]
+        ]
+        text_in = [f"*{table}", *head_in]
+        text_out = [f"*{table}", *head_out]
+        for chain in order_in:
+            text_in += [i for i, _ in rules.get(chain, [])]
+        for chain in order_out:
+            text_out += [o for _, o in rules.get(chain, [])]
+        return [*text_in, "COMMIT"], [*text_out, "COMMIT"]
+
+
+def _chain_sort_key(name: str) -> bytes:
+    return name.encode()  # iptables-save lists user chains in strcmp order
+
+
+def random_ruleset(seed: int, features=NETFILTER_FEATURES) -> GeneratedRuleset:
+    """A random, valid filter + nat ruleset, the same for the same seed and features.
+
+    Rules only use what `features` lists (see NETFILTER_FEATURES), only where the kernel accepts them: NAT
+    targets in their hooks (user chains of the nat table serve one hook), `-i` never in OUTPUT or
+    POSTROUTING, `-o` never in PREROUTING or INPUT, tcp-reset only with `-p tcp`, ports only with `-p
+    tcp/udp`, jumps only to later chains (no loops). `canonical` is what `iptables-save` prints for it.
+    """
+    grammar = _RulesetGrammar(seed, features)
+    text, canonical = [], []
+    for table in ("filter", "nat"):
+        t, c = grammar.table(table)
+        text += t
+        canonical += c
+    return GeneratedRuleset(seed, "\n".join(text) + "\n", "\n".join(canonical) + "\n", grammar.f)
+
+
+def random_probes(seed: int, count: int = 4, features=NETFILTER_FEATURES) -> list[Probe]:
+    """`count` probes for one case, the same for the same seed: random protocol, source, destination and
+    destination port (NF_PORTS); source ports and ICMP ids unique in the case (so NAT never has to choose
+    another port), except that with "repeat-flow" a probe may repeat an earlier one exactly."""
+    import random
+
+    r = random.Random(seed)
+    probes: list[Probe] = []
+    used: set[int] = set()
+    for _ in range(count):
+        if probes and "repeat-flow" in features and r.random() < 0.15:
+            probes.append(r.choice(probes))
+            continue
+        proto = r.choice(("tcp", "udp", "icmp"))
+        sport = r.choice((40000, 40001, 40002, 40003)) if r.random() < 0.5 else r.randint(1000, 1023)
+        while sport in used:
+            sport += 1
+        used.add(sport)
+        dport = 0 if proto == "icmp" else r.choice(NF_PORTS)
+        probes.append(Probe(proto, r.choice(NF_SOURCES), r.choice(NF_DESTINATIONS), sport, dport))
+    return probes
+
+
+# --- the twin: loads a ruleset in the router, sends probes, reads what happened ---------------------------
+
+# One observer per namespace, driven by JSON lines on its stdin, so a case costs no process start:
+# - "wire DEV" (client, server): an AF_PACKET socket on DEV that sees every IPv4 frame arriving there (taken
+#   before netfilter: the namespace's own `raw` DROP does not hide it). The client's also sends: the probe's
+#   frame, then an ARP request to the router as a sentinel. Everything a probe causes happens in the
+#   softirq of that send on the sender's CPU (veth hands frames to the peer's backlog on the same CPU, in
+#   order), so when the ARP reply is back, the probe's copies and answers are in the observers' sockets.
+# - "local PORTS" (router): raw IPv4 sockets for ICMP, TCP and UDP, which see a packet only once it has
+#   passed INPUT (and is delivered, with its addresses after NAT), and UDP sockets on PORTS that keep the
+#   router's stack from answering "port unreachable".
+_NF_AGENT = r"""
+import json, os, select, socket, sys, time
+role = sys.argv[1]
+socks, quiet = [], []
+if role == "wire":
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+    s.bind((sys.argv[2], 0))
+    s.setblocking(False)
+    socks.append(s)
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+else:
+    for proto in (1, 6, 17):
+        r = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        r.setblocking(False)
+        socks.append(r)
+    for port in sys.argv[2].split(","):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("0.0.0.0", int(port)))
+        u.setblocking(False)
+        quiet.append(u)
+
+def frames(s):
+    while True:
+        try:
+            data, addr = s.recvfrom(65535)
+        except BlockingIOError:
+            return
+        if role != "wire":
+            yield data
+        elif addr[2] != socket.PACKET_OUTGOING:
+            yield data
+
+def drain():
+    got = [d.hex() for s in socks for d in frames(s) if role != "wire" or d[12:14] == b"\x08\x00"]
+    for u in quiet:
+        while True:
+            try:
+                u.recv(65535)
+            except BlockingIOError:
+                break
+    return got
+
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["op"] == "drain":
+        print(json.dumps({"frames": drain()}), flush=True)
+        continue
+    stale = drain()
+    s = socks[0]
+    s.send(bytes.fromhex(cmd["frame"]))
+    s.send(bytes.fromhex(cmd["sentinel"]))
+    got, done = [], False
+    deadline = time.monotonic() + cmd["timeout"]
+    while not done and time.monotonic() < deadline:
+        select.select([s], [], [], 0.05)
+        for data in frames(s):
+            if data[12:14] == b"\x08\x06" and data[20:22] == b"\x00\x02" and data[28:32] == bytes.fromhex(cmd["router"]):
+                done = True
+            elif data[12:14] == b"\x08\x00":
+                got.append(data.hex())
+    print(json.dumps({"frames": got, "sentinel": done, "stale": stale}), flush=True)
+"""
+
+
+@dataclass
+class NfObservation:
+    """What the kernel did with one probe.
+
+    verdict: "deliver" (the router's sockets got it), "forward" (it left the router: `oif` says by which
+    device), "reject" (the client got REJECT's answer, in `answer`), or "drop" (nothing came out; also a
+    REJECT whose answer something dropped). `after` is the probe as delivered or as it arrived behind the
+    router (its addresses and ports after NAT). `counters` is `iptables-save -c` of filter and nat after it.
+    """
+
+    probe: Probe
+    verdict: str
+    oif: str | None = None
+    after: object | None = None
+    answer: object | None = None
+    counters: str = ""
+    extra: list = field(default_factory=list)  # anything else seen (never expected)
+
+    def __str__(self) -> str:
+        words = {"deliver": "delivered to the router", "drop": "dropped"}
+        if self.verdict == "forward":
+            text = f"forwarded out of {self.oif} as {describe_packet(self.after)}"
+        elif self.verdict == "reject":
+            text = f"rejected: the client got {describe_packet(self.answer)}"
+        else:
+            text = words.get(self.verdict, self.verdict)
+            if self.after is not None:
+                text += f" as {describe_packet(self.after)}"
+        if self.extra:
+            text += f" (and also: {', '.join(describe_packet(p) for p in self.extra)})"
+        return text
+
+
+def is_answer(packet) -> bool:
+    """Whether a packet the client received is REJECT's answer (an ICMP error, a TCP RST) and not a probe."""
+    from scapy.layers.inet import ICMP, TCP
+
+    if packet.haslayer(TCP):
+        return "R" in str(packet[TCP].flags)
+    return packet.haslayer(ICMP) and packet[ICMP].type not in (0, 8)
+
+
+class _Agent:
+    """One observer process of `_NF_AGENT`, started with `ip netns exec NS python3 -c …` (see the twin)."""
+
+    def __init__(self, twin: Twin, ns: str, *args: str) -> None:
+        self.proc = twin._spawn(
+            [
+                "ip",
+                "netns",
+                "exec",
+                twin._guard(twin.real(ns)),
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                _NF_AGENT,
+                *args,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.name = ns
+        if self._read(10).get("ready") is not True:
+            raise TwinError(
+                f"the observer in {ns} did not start: {self.proc.stderr.read() if self.proc.poll() is not None else ''}"
+            )
+
+    def _read(self, timeout: float) -> dict:
+        line = _read_line(self.proc.stdout, timeout)
+        if line is None:
+            err = self.proc.stderr.read() if self.proc.poll() is not None else "no answer"
+            raise TwinError(f"the observer in {self.name} stopped: {err}")
+        return json.loads(line)
+
+    def ask(self, wait: float = 5.0, **command) -> dict:
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return self._read(wait)
+
+
+class NetfilterTwin(Twin):
+    """The netfilter chapter's kernel twin: client — router — server (:func:`netfilter_topology`) in network
+    namespaces, a ruleset loaded into the router, probes sent from the client, what happened read back.
+
+        with NetfilterTwin() as twin:
+            twin.load(random_ruleset(7).text)       # iptables-restore in the router; conntrack -F
+            seen = twin.send(Probe("tcp", "10.1.0.2", "10.2.0.2", 40000, 80))
+            seen.verdict, seen.after, seen.counters  # "forward", the packet at the server, iptables-save -c
+            twin.conntrack()                         # conntrack -L in the router
+
+    Everything of `Twin` holds: unique prefix, stale sweep, cleanup on exit, error and signals, and every
+    command inside the twin's own namespaces (`ip netns exec NS iptables-restore`, never in this machine's
+    namespace). The observers (see `_NF_AGENT`) are processes of the twin, killed at cleanup.
+    """
+
+    def __init__(self, prefix: str | None = None) -> None:
+        super().__init__(netfilter_topology(), prefix)
+        self._agents: dict[str, _Agent] = {}
+        self.loaded: str | None = None
+
+    def build(self) -> None:
+        """Twin.build, then: the router's sysctls (`icmp_ratelimit=0`, no redirects), the observers' silence
+        (`iptables-restore` of a `raw` table in client, server and router: see `_NF_QUIET_ROUTER`) and the
+        three observer processes."""
+        super().build()
+        start = time.perf_counter()
+        self.netns_exec(NF_ROUTER, "sysctl", "-q", "-w", *_NF_ROUTER_SYSCTLS)
+        for name in (NF_CLIENT, NF_SERVER):
+            self.netns_exec(name, "iptables-restore", input=_NF_QUIET_ENDS)
+        self.netns_exec(NF_ROUTER, "iptables-restore", input=_NF_QUIET_ROUTER)
+        self._agents = {
+            NF_CLIENT: _Agent(self, NF_CLIENT, "wire", "eth0"),
+            NF_SERVER: _Agent(self, NF_SERVER, "wire", "eth0"),
+            NF_ROUTER: _Agent(self, NF_ROUTER, "local", ",".join(str(p) for p in NF_PORTS)),
+        }
+        self.timings["observers"] = time.perf_counter() - start
+
+    def load(self, text: str) -> str:
+        """Load a filter + nat ruleset into the router and flush conntrack; return what `iptables-save` then
+        prints for filter and nat (no counters, no comment lines).
+
+        Runs `iptables-restore` (each table the text names is replaced, its counters start at zero; a table
+        it does not name is loaded empty, with ACCEPT policies) and `conntrack -F`. An invalid ruleset
+        raises TwinError with iptables-restore's message.
+        """
+        named = set(re.findall(r"^\*(\S+)", text, re.MULTILINE))
+        empty = "".join(_empty_table(t) for t in ("filter", "nat") if t not in named)
+        self.netns_exec(NF_ROUTER, "iptables-restore", input=text + empty)
+        self.netns_exec(NF_ROUTER, "conntrack", "-F", check=False)
+        self.loaded = strip_counters(self.counters())
+        return self.loaded
+
+    def counters(self) -> str:
+        """`iptables-save -c` of the router's filter and nat tables, in that order (comment lines left out)."""
+        return select_tables(self.netns_exec(NF_ROUTER, "iptables-save", "-c"), ("filter", "nat"))
+
+    def conntrack(self) -> str:
+        """`conntrack -L` in the router (its table, one connection a line, in the kernel's order)."""
+        return self.netns_exec(NF_ROUTER, "conntrack", "-L", check=False)
+
+    def send(self, probe: Probe, timeout: float = 2.0) -> NfObservation:
+        """Send one probe from the client's eth0 and say what became of it (see NfObservation)."""
+        from scapy.layers.inet import IP
+        from scapy.layers.l2 import ARP, Ether
+
+        cmac, rmac = NF_MACS[NF_CLIENT, "eth0"], NF_MACS[NF_ROUTER, "eth0"]
+        sentinel = Ether(src=cmac, dst=rmac) / ARP(op=1, hwsrc=cmac, psrc="10.1.0.2", pdst="10.1.0.1")
+        client = self._agents[NF_CLIENT].ask(
+            wait=timeout + 5,
+            op="send",
+            frame=probe.frame().hex(),
+            sentinel=bytes(sentinel).hex(),
+            router="0a010001",
+            timeout=timeout,
+        )
+        if not client["sentinel"]:
+            raise TwinError(
+                f"the router did not answer the sentinel ARP request after {probe} within {timeout} s"
+            )
+        server = self._agents[NF_SERVER].ask(op="drain")["frames"]
+        local = self._agents[NF_ROUTER].ask(op="drain")["frames"]
+        back = [Ether(bytes.fromhex(h))[IP] for h in client["frames"]]
+        answers = [p for p in back if is_answer(p)]
+        returned = [p for p in back if not is_answer(p)]
+        arrived = [Ether(bytes.fromhex(h))[IP] for h in server]
+        delivered = [IP(bytes.fromhex(h)) for h in local]
+        seen: list[tuple[str, str | None, object]] = (
+            [("deliver", None, p) for p in delivered]
+            + [("forward", "eth1", p) for p in arrived]
+            + [("forward", "eth0", p) for p in returned]
+            + [("reject", None, p) for p in answers]
+        )
+        counters = self.counters()
+        if not seen:
+            return NfObservation(probe, "drop", counters=counters)
+        verdict, oif, packet = seen[0]
+        obs = NfObservation(probe, verdict, oif=oif, counters=counters, extra=[p for _, _, p in seen[1:]])
+        if verdict == "reject":
+            obs.answer = packet
+        else:
+            obs.after = packet
+        return obs
+
+
+# --- iptables-save -c, as numbers ----------------------------------------------------------------------
+
+
+def _empty_table(table: str) -> str:
+    return f"*{table}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in _HOOKS[table]) + "COMMIT\n"
+
+
+def select_tables(text: str, tables: tuple[str, ...]) -> str:
+    """The blocks of iptables-save text for the given tables, in the given order, comment lines left out."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = blocks.setdefault(line[1:].strip(), [])
+        if current is not None:
+            current.append(line)
+        if line == "COMMIT":
+            current = None
+    return "".join("\n".join(blocks[t]) + "\n" for t in tables if t in blocks)
+
+
+_COUNTER_LINE = re.compile(r"^\[(\d+):(\d+)\] -A (\S+)")
+_CHAIN_LINE = re.compile(r"^:(\S+) (\S+) \[(\d+):(\d+)\]")
+
+
+def strip_counters(text: str) -> str:
+    """iptables-save text without `[packets:bytes]` before rules, chain counters as `[0:0]`, no comment lines."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        line = re.sub(r"^\[\d+:\d+\] ", "", line)
+        line = re.sub(r"^(:\S+ \S+) \[\d+:\d+\]$", r"\1 [0:0]", line)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def parse_counters(text: str) -> dict[tuple[str, str], dict]:
+    """The counters of `iptables-save -c` text, per (table, chain): {"policy": (packets, bytes) or None for a
+    user chain, "rules": [(packets, bytes), … in rule order]}."""
+    out: dict[tuple[str, str], dict] = {}
+    table = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif (m := _CHAIN_LINE.match(line)) and table:
+            policy = None if m.group(2) == "-" else (int(m.group(3)), int(m.group(4)))
+            out[(table, m.group(1))] = {"policy": policy, "rules": []}
+        elif (m := _COUNTER_LINE.match(line)) and table:
+            out.setdefault((table, m.group(3)), {"policy": None, "rules": []})["rules"].append(
+                (int(m.group(1)), int(m.group(2)))
+            )
+    return out
+
+
+def rule_texts(text: str) -> dict[tuple[str, str, int], str]:
+    """Each rule of iptables-save text by (table, chain, number from 1): its `-A CHAIN …` line, no counters."""
+    out: dict[tuple[str, str, int], str] = {}
+    count: Counter = Counter()
+    table = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+            continue
+        line = re.sub(r"^\[\d+:\d+\] ", "", line)
+        if line.startswith("-A ") and table:
+            chain = line.split()[1]
+            count[table, chain] += 1
+            out[table, chain, count[table, chain]] = line
+    return out
+
+
+def counter_differences(kernel: str, model: str) -> list[str]:
+    """Where two `iptables-save -c` texts count differently: `filter FORWARD rule 2: kernel [1:40], model [0:0]`."""
+    k, m = parse_counters(kernel), parse_counters(model)
+    diffs = []
+    for key in sorted(set(k) | set(m)):
+        table, chain = key
+        if key not in k or key not in m:
+            diffs.append(f"{table} {chain}: only in the {'model' if key not in k else 'kernel'}")
+            continue
+        kp, mp = k[key]["policy"], m[key]["policy"]
+        if kp != mp:
+            diffs.append(f"{table} {chain} policy: kernel {_pair(kp)}, model {_pair(mp)}")
+        kr, mr = k[key]["rules"], m[key]["rules"]
+        if len(kr) != len(mr):
+            diffs.append(f"{table} {chain}: {len(kr)} rules in the kernel, {len(mr)} in the model")
+        for i, (a, b) in enumerate(zip(kr, mr), 1):
+            if a != b:
+                diffs.append(f"{table} {chain} rule {i}: kernel {_pair(a)}, model {_pair(b)}")
+    return diffs
+
+
+def _pair(value) -> str:
+    return "-" if value is None else f"[{value[0]}:{value[1]}]"
+
+
+def matched_rules(before: str, after: str) -> list[tuple[str, str, int]]:
+    """The rules whose packet counter grew from one `iptables-save -c` to the next: (table, chain, rule number)."""
+    b, a = parse_counters(before), parse_counters(after)
+    out = []
+    for key, value in a.items():
+        old = b.get(key, {"rules": []})["rules"]
+        for i, (packets, _) in enumerate(value["rules"], 1):
+            if packets > (old[i - 1][0] if i <= len(old) else 0):
+                out.append((*key, i))
+    return out
 
 
 __all__ = [
