@@ -10,12 +10,19 @@
     python -m labsupport pki convert IN OUT [--password P] [--key KEYFILE]
     python -m labsupport pki verify CERT --ca CA [--untrusted CHAIN] [--hostname H] [--ip IP]
                                         [--purpose sslserver|sslclient] [--attime EPOCH]
+    python -m labsupport netfilter show --rules FILE [--counters]
+    python -m labsupport netfilter trace --rules FILE --addrs FILE --routes FILE --packet SPEC [--json]
+    python -m labsupport netfilter conntrack --rules FILE --addrs FILE --routes FILE --packet SPEC [--packet SPEC]…
 
 `route get` reads a real host's `ip -j -d addr`, `ip -4 -j route show table all` and `ip -j rule`
 and answers like `ip route get`, naming the rule and table that decided. `pki` makes a CA with a
 server and a client certificate, prints certificates as `openssl x509 -text -noout` does, converts
 between PEM, DER, PKCS#7 and PKCS#12, and verifies like `openssl verify` (status 0 and `CERT: OK`, or
-status 2 and openssl's error lines on stderr). Bad input prints one line naming the field, the value
+status 2 and openssl's error lines on stderr). `netfilter` reads `iptables-save` text and prints
+it back as iptables-save does; `trace` walks one packet (`tcp 10.0.0.5:34567 > 10.96.0.10:80 iif eth0`,
+or `… local` for one the host sends) through the host's hooks and tables and prints the kernel's
+TRACE lines and the outcome; `conntrack` replays packets in order and prints `conntrack -L`
+(the host's `ip -j rule` can be given with --ip-rules; --no-forwarding for net.ipv4.ip_forward=0). Bad input prints one line naming the field, the value
 and what is allowed, and exits with status 2.
 """
 
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("--json", action="store_true")
 
     _pki_args(topics)
+    _netfilter_args(topics)
 
     args = parser.parse_args(argv)
     try:
@@ -236,11 +244,68 @@ def _pki(args: argparse.Namespace):
     return "", "\n".join(result.lines(args.cert)), 2
 
 
+def _netfilter_args(topics) -> None:
+    nf = topics.add_parser("netfilter", help="iptables rules: print, trace a packet, replay into conntrack")
+    commands = nf.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("show", help="print the rules back as iptables-save does")
+    show.add_argument("--rules", required=True, help="output of `iptables-save` (or an iptables-restore file)")
+    show.add_argument("--counters", action="store_true", help="with [packets:bytes], as `iptables-save -c`")
+    for name, text in (("trace", "walk one packet through the hooks and print the TRACE lines"),
+                       ("conntrack", "replay packets in order and print `conntrack -L`")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--rules", required=True, help="output of `iptables-save`")
+        sub.add_argument("--addrs", required=True, help="output of `ip -j -d addr`")
+        sub.add_argument("--routes", required=True, help="output of `ip -4 -j route show table all`")
+        sub.add_argument("--ip-rules", help="output of `ip -j rule`")
+        sub.add_argument("--no-forwarding", action="store_true", help="the host has net.ipv4.ip_forward = 0")
+        if name == "trace":
+            sub.add_argument("--packet", required=True, metavar="SPEC",
+                             help="e.g. 'tcp 10.0.0.5:34567 > 10.96.0.10:80 iif eth0' or '… local'")
+            sub.add_argument("--json", action="store_true")
+        else:
+            sub.add_argument("--packet", required=True, action="append", metavar="SPEC", dest="packets",
+                             help="a packet, in order (repeat)")
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabInputError(what, path, f"a readable text file ({getattr(error, 'strerror', None) or error})") from None
+
+
+def _netfilter(args: argparse.Namespace) -> str:
+    from labsupport import netfilter as nf
+
+    rules = nf.parse_iptables_save(_read_text(args.rules, "--rules"))
+    if args.command == "show":
+        return rules.to_iptables_save(counters=args.counters).rstrip("\n")
+    from labsupport.host import namespace_from_ip_json
+
+    host = namespace_from_ip_json(
+        "host",
+        _read_json(args.addrs, "--addrs"),
+        _read_json(args.routes, "--routes"),
+        _read_json(args.ip_rules, "--ip-rules") if args.ip_rules else None,
+    )
+    host.forwarding = not args.no_forwarding
+    if args.command == "trace":
+        result = nf.trace(rules, host, nf.parse_packet_spec(args.packet))
+        if args.json:
+            return json.dumps(result.to_json())
+        return result.text()
+    specs = [nf.parse_packet_spec(text) for text in args.packets]
+    table, _ = nf.replay(rules, host, specs)
+    return table.show()
+
+
 def _run(args: argparse.Namespace):
     from labsupport import pod_network as pn
 
     if args.topic == "pki":
         return _pki(args)
+    if args.topic == "netfilter":
+        return _netfilter(args)
     if args.topic == "route":
         from labsupport.host import namespace_from_ip_json
 

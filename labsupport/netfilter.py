@@ -22,6 +22,7 @@ Where the model knowingly differs from the kernel, the docstring of the function
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -149,41 +150,33 @@ def _err(line: int | None, value: object, allowed: str, what: str | None = None)
 # --- words of an iptables line ------------------------------------------------------------------
 
 
+_BLANKS = re.compile(r"[ \t\n]+")
+_WORD = re.compile(r'[ \t\n]*([^ \t\n"]*)(?:"((?:[^"\\]|\\.)*)(\\?)("?))?', re.DOTALL)
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def split_words(text: str) -> list[str]:
     """Split a rule line into words as iptables-restore does (add_param_to_argv).
 
-    Words are separated by blanks; a double quote opens a quoted part (blanks kept) that the next
-    double quote closes, and inside it a backslash escapes the next character. A closing quote
-    also ends the word. Single quotes are ordinary characters.
+    Words are separated by blanks (space, tab, newline); a double quote opens a quoted part (blanks
+    kept) that the next double quote closes, and inside it a backslash escapes the next character.
+    A closing quote also ends the word. Single quotes are ordinary characters.
     """
+    if '"' not in text:
+        return [w for w in _BLANKS.split(text) if w]
     words: list[str] = []
-    buf: list[str] = []
-    quoted = quote_open = escaped = False
-    for ch in text:
-        if quote_open:
-            if escaped:
-                buf.append(ch)
-                escaped = False
-                continue
-            if ch == "\\":
-                escaped = True
-                continue
-            if ch != '"':
-                buf.append(ch)
-                continue
-            quote_open = False
-        elif ch == '"':
-            quote_open = quoted = True
+    pos, end = 0, len(text)
+    while pos < end:
+        m = _WORD.match(text, pos)
+        plain, quoted = m.group(1), m.group(2)
+        if m.end() == pos:
+            break
+        pos = m.end()
+        if quoted is None:
+            if plain:
+                words.append(plain)
             continue
-        if ch == '"' or ch in " \t\n":
-            if not buf and not quoted:
-                continue
-            words.append("".join(buf))
-            buf, quoted = [], False
-            continue
-        buf.append(ch)
-    if buf or quoted:
-        words.append("".join(buf))
+        words.append(plain + _UNESCAPE.sub(r"\1", quoted))
     return words
 
 
@@ -204,6 +197,8 @@ def quote(value: str) -> str:
 
 def _strtoul(text: str, base: int = 0) -> int | None:
     """strtoul(text, &end, base) that must consume the whole text, as xtables_strtoui uses it."""
+    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+        return int(text)
     s = text.removeprefix("+")
     if not s:
         return None
@@ -246,6 +241,12 @@ def _xt_ipaddr(text: str, is_mask: bool = False) -> int | None:
     missing trailing parts of an address are zero (`10` is 10.0.0.0). None when not numeric."""
     parts = text.split(".")
     if len(parts) > 4 or (is_mask and len(parts) != 4):
+        return None
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() and (p[0] != "0" or len(p) == 1) and len(p) <= 3
+                               for p in parts):
+        a, b, c, d = (int(p) for p in parts)
+        if a < 256 and b < 256 and c < 256 and d < 256:
+            return (a << 24) | (b << 16) | (c << 8) | d
         return None
     value = 0
     for i in range(4):
@@ -365,8 +366,6 @@ def _lround(x: float) -> int:
 
 
 def _parse_float01(text: str, line: int | None, what: str) -> float:
-    import re
-
     if not re.fullmatch(r"[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
         raise _err(line, text, "a probability from 0 to 1 such as 0.5", what)
     value = float(text)
@@ -432,6 +431,13 @@ class Match:
         """A function of the traced packet returning True when the match holds (None: always)."""
         return
 
+    def inline(self, prefix: str) -> tuple[list[str], dict[str, object]]:
+        """The match as expressions on `p` for the rule's compiled check (default: call the predicate)."""
+        pred = self.predicate()
+        if pred is None:
+            return [], {}
+        return [f"{prefix}f(p)"], {f"{prefix}f": pred}
+
     def reset(self) -> None:
         """Forget state kept between packets (the nth counters)."""
 
@@ -488,6 +494,26 @@ class _Ports(Match):
     def predicate(self):
         tests = self._port_tests()
         return _all_of([lambda p: p.fragoff == 0 and p.sport is not None, *tests])
+
+    def inline(self, prefix: str) -> tuple[list[str], dict[str, object]]:
+        if getattr(self, "tcp_option", None) is not None:
+            return super().inline(prefix)
+        exprs, consts = ["p.sport is not None", "p.fragoff == 0"], {}
+        for side, (lo, hi), inv in (("s", self.spts, self.sinv), ("d", self.dpts, self.dinv)):
+            if (lo, hi) == (0, 65535):
+                continue
+            attr = "p.sport" if side == "s" else "p.dport"
+            test = f"{attr} == {prefix}{side}lo" if lo == hi else f"{prefix}{side}lo <= {attr} <= {prefix}{side}hi"
+            exprs.append(f"not ({test})" if inv else test)
+            consts[f"{prefix}{side}lo"] = lo
+            if lo != hi:
+                consts[f"{prefix}{side}hi"] = hi
+        flags = getattr(self, "flags", None)
+        if flags is not None:
+            mask, comp, inv = flags
+            exprs.append(f"(p.tcpflags & {prefix}fm) {'!=' if inv else '=='} {prefix}fc")
+            consts[f"{prefix}fm"], consts[f"{prefix}fc"] = mask, comp
+        return exprs, consts
 
     def describe(self) -> str:
         words = [self.name]
@@ -906,6 +932,10 @@ class MarkMatch(Match):
         mark, mask, inv = self.mark, self.mask, self.inv
         return lambda p: ((p.mark & mask) == mark) != inv
 
+    def inline(self, prefix: str) -> tuple[list[str], dict[str, object]]:
+        return ([f"(p.mark & {prefix}mm) {'!=' if self.inv else '=='} {prefix}mv"],
+                {f"{prefix}mm": self.mask, f"{prefix}mv": self.mark})
+
     def describe(self) -> str:
         text = f"0x{self.mark:x}" + ("" if self.mask == 0xFFFFFFFF else f"/0x{self.mask:x}")
         return f"mark match {'! ' if self.inv else ''}{text}"
@@ -1223,6 +1253,7 @@ class Target:
 class RejectTarget(Target):
     name = "REJECT"
     OPTIONS: ClassVar[dict[str, int]] = {"reject-with": 1}
+    TABLES = ("filter",)
     HOOKS = ("INPUT", "FORWARD", "OUTPUT")
 
     def __init__(self, line: int | None = None) -> None:
@@ -1356,7 +1387,7 @@ class NatRange:
 
     def text(self) -> str:
         out = ""
-        if self.min_ip is not None:
+        if self.min_ip is not None and self.max_ip is not None:
             out = int_to_ip(self.min_ip) + ("" if self.max_ip == self.min_ip else "-" + int_to_ip(self.max_ip))
         if self.min_port is not None:
             out += f":{self.min_port}" + ("" if self.max_port == self.min_port else f"-{self.max_port}")
@@ -1366,12 +1397,12 @@ class NatRange:
         return f"{self.min_port}" + ("" if self.max_port == self.min_port else f"-{self.max_port}")
 
 
-def _parse_ports_dash(text: str, line: int | None, what: str) -> tuple[int, int]:
+def _parse_ports_dash(text: str, line: int | None, what: str, lowest: int = 1) -> tuple[int, int]:
     first, dash, last = text.partition("-")
     lo = _strtoul(first, 10)
     hi = _strtoul(last, 10) if dash else lo
-    if lo is None or hi is None or not 0 < lo <= 65535 or not 0 < hi <= 65535:
-        raise _err(line, text, "a port 1-65535 or a range FIRST-LAST", what)
+    if lo is None or hi is None or not lowest <= lo <= 65535 or not lowest <= hi <= 65535:
+        raise _err(line, text, f"a port {lowest}-65535 or a range FIRST-LAST", what)
     if hi < lo:
         raise _err(line, text, "a range FIRST-LAST with FIRST <= LAST", what)
     return lo, hi
@@ -1383,11 +1414,9 @@ def parse_nat_to(text: str, line: int | None, what: str) -> NatRange:
     first, dash, last = addr_text.partition("-")
     lo = _xt_ipaddr(first) if first else None
     hi = _xt_ipaddr(last) if dash else lo
-    if lo is None or hi is None:
+    if (lo is None and (first or dash)) or (dash and hi is None) or (lo is None and not colon):
         raise _err(line, text, "ADDRESS[-ADDRESS][:PORT[-PORT]] such as 10.244.1.5:8080", what)
-    if hi < lo:
-        raise _err(line, text, "an address range FIRST-LAST with FIRST <= LAST", what)
-    ports = _parse_ports_dash(port_text, line, what) if colon else (None, None)
+    ports = _parse_ports_dash(port_text, line, what, lowest=0) if colon else (None, None)
     return NatRange(lo, hi, *ports)
 
 
@@ -1441,7 +1470,7 @@ class DnatTarget(_Nat):
     to_option = "to-destination"
 
     def finish(self, rule: Rule) -> None:
-        if self.range.min_ip is None:
+        if self.range.min_ip is None and self.range.min_port is None:
             raise _err(self.line, "-j DNAT", "--to-destination ADDRESS[:PORT]", "DNAT")
         super().finish(rule)
 
@@ -1460,7 +1489,7 @@ class SnatTarget(_Nat):
     to_option = "to-source"
 
     def finish(self, rule: Rule) -> None:
-        if self.range.min_ip is None:
+        if self.range.min_ip is None and self.range.min_port is None:
             raise _err(self.line, "-j SNAT", "--to-source ADDRESS[:PORT]", "SNAT")
         super().finish(rule)
 
@@ -1521,23 +1550,25 @@ class RedirectTarget(_Nat):
 
 
 class CtTarget(Target):
+    """CT: only --notrack is modelled (no zones, helpers or timeouts); a bare `-j CT` does nothing."""
+
     name = "CT"
     OPTIONS: ClassVar[dict[str, int]] = {"notrack": 0}
     TABLES = ("raw",)
 
-    def finish(self, rule: Rule) -> None:
-        if "notrack" not in self.seen:
-            raise _err(self.line, "-j CT", "--notrack (the model tracks no zones, helpers or timeouts)", "CT")
+    def parse(self, opt: str, args: list[str], invert: bool) -> None:
+        pass
 
     def save(self) -> str:
-        return " --notrack"
+        return " --notrack" if "notrack" in self.seen else ""
 
     def run(self, p, env) -> str:
-        env.notrack(p)
+        if "notrack" in self.seen or self.name == "NOTRACK":
+            env.notrack(p)
         return V_CONTINUE
 
     def describe(self) -> str:
-        return "NOTRACK"
+        return "NOTRACK" if "notrack" in self.seen or self.name == "NOTRACK" else "CT"
 
 
 class NotrackTarget(CtTarget):
@@ -1592,7 +1623,7 @@ class Counters:
         return f"[{self.packets}:{self.bytes}]"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Rule:
     """One rule: the IP-header part, the matches in order, and a target (or none)."""
 
@@ -1649,29 +1680,53 @@ class Rule:
             not self.matches
 
     def compile(self) -> None:
-        """Precompile the rule into one predicate on the traced packet (no parsing per packet)."""
-        tests = []
+        """Precompile the rule into one predicate on the traced packet (no parsing per packet): one
+        Python function per rule, built from a template shared by every rule of the same shape."""
+        exprs: list[str] = []
+        consts: dict[str, object] = {}
         if self.src is not None and (self.src[1] or self.src_inv):
-            addr, mask = self.src
-            inv = self.src_inv
-            tests.append(lambda p: ((p.src & mask) == addr) != inv)
+            exprs.append("(p.src & sm) != sa" if self.src_inv else "(p.src & sm) == sa")
+            consts["sa"], consts["sm"] = self.src
         if self.dst is not None and (self.dst[1] or self.dst_inv):
-            daddr, dmask = self.dst
-            dinv = self.dst_inv
-            tests.append(lambda p: ((p.dst & dmask) == daddr) != dinv)
+            exprs.append("(p.dst & dm) != da" if self.dst_inv else "(p.dst & dm) == da")
+            consts["da"], consts["dm"] = self.dst
         for attr, name, inv in (("iif", self.iif, self.iif_inv), ("oif", self.oif, self.oif_inv)):
             if name is not None and (name != "+" or inv):
-                same = _iface_matcher(name)
-                tests.append(lambda p, a=attr, s=same, i=inv: s(getattr(p, a) or "") != i)
+                if name.endswith("+"):
+                    exprs.append(f"{'not ' if inv else ''}p.{attr}.startswith({attr}_n)")
+                    consts[f"{attr}_n"] = name[:-1]
+                else:
+                    exprs.append(f"p.{attr} {'!=' if inv else '=='} {attr}_n")
+                    consts[f"{attr}_n"] = name
         if self.proto:
-            proto, pinv = self.proto, self.proto_inv
-            tests.append(lambda p: (p.proto == proto) != pinv)
+            exprs.append("p.proto != pr" if self.proto_inv else "p.proto == pr")
+            consts["pr"] = self.proto
         if self.frag is not None:
-            want = self.frag
-            tests.append(lambda p: (p.fragoff != 0) == want)
-        for match in self.matches:
-            tests.append(match.predicate())
-        self.check = _all_of(tests)
+            exprs.append("p.fragoff != 0" if self.frag else "p.fragoff == 0")
+        for k, match in enumerate(self.matches):
+            more, values = match.inline(f"m{k}_")
+            exprs += more
+            consts.update(values)
+        self.check = _make_check(exprs, consts)
+
+
+_FACTORIES: dict[tuple, object] = {}
+
+
+def _make_check(exprs: list[str], consts: dict[str, object]):
+    """One function testing all exprs (in order, stopping at the first false one) with consts bound.
+    The source comes only from the templates above; a factory is compiled once per rule shape."""
+    if not exprs:
+        return None
+    key = (tuple(exprs), tuple(consts))
+    factory = _FACTORIES.get(key)
+    if factory is None:
+        body = " and ".join(f"({e})" for e in exprs)
+        source = f"def make({', '.join(consts)}):\n    def check(p):\n        return {body}\n    return check\n"
+        namespace: dict = {}
+        exec(compile(source, "<netfilter rule>", "exec"), namespace)  # noqa: S102 - fixed templates only
+        factory = _FACTORIES[key] = namespace["make"]
+    return factory(**consts)
 
 
 @dataclass(eq=False)
@@ -1967,8 +2022,8 @@ class _RuleReader:
                     if invert:
                         raise self.err("!", "no ! before a command")
                     continue
-            elif word.startswith("-") and len(word) > 1 and word[1] in _MAIN_SHORT:
-                owner, opt, value, eq = None, _MAIN_SHORT[word[1]], word[2:], len(word) > 2
+            elif len(word) == 2 and word[0] == "-" and word[1] in _MAIN_SHORT:
+                owner, opt, value, eq = None, _MAIN_SHORT[word[1]], "", False
                 if opt in _COMMAND_NAMES:
                     i = self.take_command(opt, words, i, value if eq else None)
                     if invert:
@@ -2064,6 +2119,7 @@ class _RuleReader:
                 existing = next(m for m in rule.matches if m.name == name)
                 rule.matches.remove(existing)
                 rule.matches.append(existing)
+                existing.seen.clear()  # options given again override (last one wins)
                 return
             rule.matches.append(cls(self.line))
         elif opt in ("jump", "goto"):
@@ -2909,9 +2965,31 @@ class TraceResult:
             text += f" ({self.reason})"
         return text
 
+    def rewrites(self) -> list[str]:
+        """Each rewrite of the packet: where, what, before -> after."""
+        out = []
+        for step in self.steps:
+            where = step["hook"]
+            if step["table"] and step["table"] != "conntrack":
+                where += f" ({step['table']} {step['chain']} rule {step['rule']})"
+            elif step["table"] == "conntrack":
+                where += " (conntrack: the connection's binding)"
+            out.append(f"{step['what']} at {where}: {step['before']} -> {step['after']}")
+        return out
+
+    def text(self) -> str:
+        """TRACE lines, LOG lines, then the outcome and the rewrites (the command line's text output)."""
+        lines = [*self.lines, *self.logs, self.outcome()]
+        lines += ["  " + r for r in self.rewrites()]
+        if self.reply is not None:
+            lines.append(f"  reply sent back: {packet_text(self.reply)}")
+        return "\n".join(lines)
+
     def to_json(self) -> dict:
         """The result as the command line's --json prints it."""
-        return {"verdict": self.verdict, "oif": self.oif, "packet": packet_fields(self.packet_after),
+        fields = packet_fields(self.packet_after)
+        return {"verdict": self.verdict, "oif": self.oif,
+                "packet": {k: fields[k] for k in ("proto", "src", "sport", "dst", "dport")},
                 "matched": [{"table": t, "chain": c, "rule": n} for t, c, n in self.matched]}
 
 
@@ -3135,7 +3213,7 @@ class _Env:
 
         def in_range(t: CtTuple) -> bool:
             addr = t.src if manip == "src" else t.dst
-            if rng.min_ip is not None and not rng.min_ip <= addr <= rng.max_ip:
+            if rng.min_ip is not None and not min(rng.min_ip, rng.max_ip) <= addr <= max(rng.min_ip, rng.max_ip):
                 return False
             if proto_specified and ported and t.proto != 1:
                 port = t.sport if manip == "src" else t.dport
@@ -3169,11 +3247,12 @@ class _Env:
     def _best_ip(self, tup: CtTuple, rng: NatRange, manip: str) -> CtTuple:
         if rng.min_ip is None:
             return tup
-        if rng.min_ip == rng.max_ip:
-            addr = rng.min_ip
+        lo, hi = sorted((rng.min_ip, rng.max_ip))
+        if lo == hi:
+            addr = lo
         else:
             key = tup.src.to_bytes(4, "big") + (b"" if rng.persistent else tup.dst.to_bytes(4, "big"))
-            addr = rng.min_ip + zlib.crc32(key) % (rng.max_ip - rng.min_ip + 1)
+            addr = lo + zlib.crc32(key) % (hi - lo + 1)
         if manip == "src":
             return CtTuple(tup.proto, addr, tup.dst, tup.sport, tup.dport)
         return CtTuple(tup.proto, tup.src, addr, tup.sport, tup.dport)
