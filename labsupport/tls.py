@@ -159,6 +159,17 @@ def _peer(tls: ssl.SSLSocket) -> str | None:
     return x509.name_text(x509._certificate(der, "peer").subject) if der else None
 
 
+def _close_notify(tls: ssl.SSLSocket, timeout: float) -> socket.socket:
+    """End the TLS session properly: send close_notify and wait (briefly) for the peer's. Returns the plain
+    socket underneath. A peer that just closes is fine too: OpenSSL 3 calls a missing close_notify an
+    "unexpected eof while reading", which is what `openssl s_client` prints when a server omits it."""
+    try:
+        tls.settimeout(min(timeout, 1.0))
+        return tls.unwrap()
+    except (OSError, ValueError):
+        return tls
+
+
 def _drain_and_close(sock: socket.socket | None, timeout: float) -> None:
     """End our direction and wait (briefly) for the peer to close, so it reads everything we sent
     (an alert, a reply) instead of a reset; then close."""
@@ -250,6 +261,7 @@ class TLSServer:
             stage = "write"
             tls.sendall(self.reply(state.get("peer")))
             state["ok"] = True
+            sock = _close_notify(tls, self.timeout)
         except (OSError, ValueError) as error:
             state["stage"] = stage
             state["error"], state["error_raw"], state["verify_code"] = _describe(error)
@@ -285,6 +297,7 @@ def connect(port: int, trusted: Iterable, *, identity: x509.Identity | None = No
         if not data:
             raise ConnectionError("the server closed the connection without answering")
         state["ok"] = True
+        sock = _close_notify(tls, timeout)
     except (OSError, ValueError) as error:
         state["stage"] = stage
         state["error"], state["error_raw"], state["verify_code"] = _describe(error)
@@ -292,6 +305,14 @@ def connect(port: int, trusted: Iterable, *, identity: x509.Identity | None = No
         if sock is not None:
             sock.close()
     return Side(**state)
+
+
+TLS13_NOTE = (
+    "In TLS 1.3 the client's handshake call returned before the server had judged the client's certificate: "
+    "the client sends its certificate with its Finished message and is done; the server's refusal (an alert) "
+    "arrives afterwards, as the answer to the client's first read. In TLS 1.2 the server sends its Finished "
+    "only after accepting the certificate, so the same refusal makes the client's handshake call fail."
+)
 
 
 @dataclass(frozen=True)
@@ -306,14 +327,21 @@ class Handshake:
 
     @property
     def ok(self) -> bool:
+        """Both sides completed the handshake and the exchange."""
         return self.client.ok and self.server.ok
+
+    @property
+    def refused_after_handshake(self) -> bool:
+        """The TLS 1.3 pattern: the client's handshake returned, yet the server refused (see :data:`TLS13_NOTE`)."""
+        return self.client.handshake_ok and not self.server.handshake_ok
 
     def lines(self) -> list[str]:
         """The case, then one line per side."""
         mode = "mutual TLS" if self.mutual else "one-way TLS"
         verdict = "ok" if self.ok else "refused"
-        return [f"{self.case} [{mode}, {self.version}]: {verdict}", "  " + self.client.summary(),
-                "  " + self.server.summary()]
+        lines = [f"{self.case} [{mode}, {self.version}]: {verdict}", "  " + self.client.summary(),
+                 "  " + self.server.summary()]
+        return lines + (["  note: " + TLS13_NOTE] if self.refused_after_handshake else [])
 
     def __str__(self) -> str:
         return "\n".join(self.lines())

@@ -471,10 +471,17 @@ def name_text(name) -> str:
 
 
 def _name_slash(name) -> str:
-    """A name as X509_NAME_oneline() prints it ("/C=IN/CN=x"): used inside DirName: values."""
-    return "".join(
-        f"/{_NAME_ATTRS.get(a.oid.dotted_string, a.oid.dotted_string)}={_attr_str(a)}" for rdn in name.rdns for a in rdn
-    )
+    """A name as X509_NAME_oneline() prints it ("/C=IN/O=a+OU=b/CN=x"): used inside DirName: values.
+    '/' and '+' in a value get a backslash; bytes outside ' '..'~' are written \\xHH."""
+    out = []
+    for rdn in name.rdns:
+        for i, attr in enumerate(rdn):
+            value = "".join(
+                ("\\" + chr(b) if chr(b) in "/+" else chr(b)) if 0x20 <= b <= 0x7E else f"\\x{b:02X}"
+                for b in _attr_str(attr).encode("utf-8")
+            )
+            out.append(("+" if i else "/") + f"{_NAME_ATTRS.get(attr.oid.dotted_string, attr.oid.dotted_string)}={value}")
+    return "".join(out)
 
 
 def _attr_str(attr) -> str:
@@ -1105,7 +1112,11 @@ def _flatten(items, fieldname: str = "file") -> list:
             out.extend(load_certificates(bytes(item), fieldname=fieldname))
         else:
             out.append(item)
-    return out
+    unique = []  # an Identity brings its chain along: keep each certificate once, first place first
+    for item in out:
+        if not any(item is seen or item == seen for seen in unique):
+            unique.append(item)
+    return unique
 
 
 def _certificate(obj, fieldname: str):
@@ -1256,6 +1267,16 @@ def detect(data: bytes, fieldname: str = "file") -> Detected:
         raise LabInputError(fieldname, shown, "a certificate file: PEM text, or DER (a certificate, PKCS#7 or "
                             "PKCS#12) starting with 30 (an ASN.1 SEQUENCE)") from None
     return Detected("binary" if kind in ("jks", "jceks", "pkcs12") else "DER", kind, (kind,))
+
+
+def describe_file(filename: str, data: bytes) -> str:
+    """What a file is, from its bytes, next to what its name suggests: e.g. "server.cer: DER: certificate
+    (.cer: a certificate, usually DER ...)". Mirrors `file server.cer` plus `openssl x509 -in` / `-inform der`.
+    """
+    found = detect(data)
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    said = FILE_EXTENSIONS.get(suffix)
+    return f"{filename}: {found.describe()}" + (f" ({suffix}: {said})" if said else "")
 
 
 def load_certificates(data: bytes, password: str | None = None, fieldname: str = "file") -> list:

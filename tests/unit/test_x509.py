@@ -381,6 +381,12 @@ def test_detect_reads_bytes_not_names(pki) -> None:
     assert ".crt" in X.FILE_EXTENSIONS and "PKCS#12" in X.FILE_EXTENSIONS[".pfx"] and "keytool" in X.JKS_TEXT
 
 
+def test_describe_file_puts_bytes_next_to_the_name(pki) -> None:
+    assert X.describe_file("server.crt", X.to_der(pki.server.cert)) == (
+        "server.crt: DER: certificate (.crt: " + X.FILE_EXTENSIONS[".crt"] + ")")
+    assert X.describe_file("bundle", pki.server.chain_pem()) == "bundle: PEM: certificate, certificate"
+
+
 def test_jks_is_explained_not_read() -> None:
     with pytest.raises(LabInputError, match="keytool"):
         X.load_certificates(b"\xfe\xed\xfe\xed" + bytes(40))
