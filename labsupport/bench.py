@@ -101,6 +101,33 @@ def bench_twin(repeat: int = 5) -> list[str]:
     ]
 
 
+def _connects(tls, pki, repeat: int) -> list[float]:
+    with tls.TLSServer(pki.server, client_ca=[pki.root], connections=repeat) as server:
+        return _timings(lambda: tls.connect(server.port, [pki.root], identity=pki.client), repeat)
+
+
+def bench_x509(repeat: int = 25) -> list[str]:
+    """Certificates and TLS: issue a CA + server + client set, verify a chain, one mutual-TLS handshake."""
+    from labsupport import tls, x509
+
+    pki = x509.build_pki(seed=None, intermediate=True)
+    chain = (pki.server, [pki.root], [pki.intermediate])
+    ids = tls.tls_identities()
+    return [
+        _line("x509 build_pki (Ed25519 CA + server + client, random keys)",
+              _timings(lambda: x509.build_pki(seed=None), repeat)),
+        _line("x509 build_pki (seeded: the lab's stable certificates)", _timings(x509.build_pki, repeat)),
+        _line("x509 verify (leaf, intermediate, root; hostname)",
+              _timings(lambda: x509.verify(*chain, hostname="localhost"), repeat)),
+        _line("x509 text (openssl x509 -text of one certificate)", _timings(lambda: x509.text(pki.server.cert), repeat)),
+        _line("tls mutual handshake on 127.0.0.1 (both contexts, thread start to join)",
+              [tls.timed_handshake(pki) for _ in range(repeat)]),
+        _line("tls connect to a running mutual-TLS server (client side only)", _connects(tls, pki, repeat)),
+        _line("tls handshake_matrix (10 cases x TLS 1.2/1.3 = 20 handshakes)",
+              _timings(lambda: tls.handshake_matrix(identities=ids), 5)),
+    ]
+
+
 def bench_labs() -> list[str]:
     """Each lab executed top to bottom on a fresh kernel, as nbval and the book build do."""
     import nbformat
@@ -137,7 +164,7 @@ def main() -> None:
     """Run every benchmark and print one line each."""
     print(f"Kubernetes Networking 101 benchmarks ({os.cpu_count()} cores, Python {sys.version.split()[0]})")
     print(bench_import())
-    for line in bench_models() + bench_widgets() + bench_twin() + bench_labs():
+    for line in bench_models() + bench_x509() + bench_widgets() + bench_twin() + bench_labs():
         print(line)
     if os.environ.get("BENCH_QUICK") == "1":
         print("cold make book / make test: skipped (BENCH_QUICK=1)")

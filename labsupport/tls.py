@@ -245,6 +245,7 @@ class TLSServer:
 
     def _handle(self, conn: socket.socket) -> Side:
         conn.settimeout(self.timeout)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle + delayed-ACK stalls on small records
         state: dict = {"role": "server"}
         sock: socket.socket = conn
         stage = "handshake"
@@ -284,6 +285,7 @@ def connect(port: int, trusted: Iterable, *, identity: x509.Identity | None = No
     stage, sock = "connect", None
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stage = "handshake"
         tls = ctx.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
         sock = tls
