@@ -7,11 +7,9 @@ so they work on the static site as well as in a live kernel.
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass
-
 from labsupport import pod_network as pn
 from labsupport.host import Namespace
+from labsupport.views import svg
 from labsupport.views.explorable import Choice, Figure, Free, Html, Tabs, Text, explore
 
 NODE_COLOUR, POD_COLOUR, BRIDGE_COLOUR, VETH_COLOUR = "#dbe9f6", "#e8f4e0", "#f6d6a8", "#7a7a7a"
@@ -27,26 +25,7 @@ def _new_figure(width: float, height: float):
     return fig, ax
 
 
-@dataclass(frozen=True)
-class Svg:
-    """A figure as SVG text: shown by notebooks and the book (`_repr_svg_`), embedded by widgets."""
-
-    markup: str
-
-    def _repr_svg_(self) -> str:
-        return self.markup
-
-
-def _text(x: float, y: float, text: str, size: float = 11, anchor: str = "middle", colour: str = "#222",
-          bold: bool = False) -> str:
-    weight = ' font-weight="bold"' if bold else ""
-    return (
-        f'<text x="{x:.0f}" y="{y:.0f}" font-size="{size}" text-anchor="{anchor}" fill="{colour}"{weight}>'
-        f"{html.escape(text)}</text>"
-    )
-
-
-def draw_node(node: pn.Node, source: str | None = None, destination: str | None = None) -> Svg:
+def draw_node(node: pn.Node, source: str | None = None, destination: str | None = None) -> svg.Svg:
     """The node as boxes: pods with their eth0, veth pairs, the bridge, the node's uplink.
 
     Pods named as source or destination have their veth drawn in red. Drawn as SVG by hand rather
@@ -59,18 +38,14 @@ def draw_node(node: pn.Node, source: str | None = None, destination: str | None 
     bridge = next((lk for lk in host.links.values() if lk.kind == "bridge"), None)
     uplink = host.links["eth0"]
     parts = [
-        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="390" viewBox="0 0 {width} 390" '
-            'style="max-width:100%;height:auto" '
-        'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" role="img" '
-        f'aria-label="{html.escape(node.name)}: {len(pods)} pods joined by veth pairs">'),
-        f'<rect x="15" y="205" width="{width - 30}" height="175" fill="{NODE_COLOUR}" stroke="#4a6fa5"/>',
-        _text(30, 368, f"{node.name} (root namespace, ip_forward=1)", 11, "start", "#2c3e50"),
-        _text(width - 30, 368, f"eth0 {uplink.addresses[0].with_prefixlen}", 11, "end", "#2c3e50"),
+        svg.rect(15, 205, width - 30, 175, NODE_COLOUR, "#4a6fa5"),
+        svg.text(30, 368, f"{node.name} (root namespace, ip_forward=1)", 11, "start", "#2c3e50"),
+        svg.text(width - 30, 368, f"eth0 {uplink.addresses[0].with_prefixlen}", 11, "end", "#2c3e50"),
     ]
     if bridge is not None:
         parts += [
-            f'<rect x="60" y="295" width="{width - 120}" height="40" fill="{BRIDGE_COLOUR}" stroke="#b9770e"/>',
-            _text(width / 2, 320, f"bridge {bridge.name} · {bridge.addresses[0].with_prefixlen} · {bridge.mac}", 11),
+            svg.rect(60, 295, width - 120, 40, BRIDGE_COLOUR, "#b9770e"),
+            svg.text(width / 2, 320, f"bridge {bridge.name} · {bridge.addresses[0].with_prefixlen} · {bridge.mac}", 11),
         ]
     slot = (width - 40) / max(1, len(pods))
     for i, pod in enumerate(pods):
@@ -80,18 +55,16 @@ def draw_node(node: pn.Node, source: str | None = None, destination: str | None 
         colour = PATH_COLOUR if on_path else VETH_COLOUR
         bottom = 295 if bridge is not None else 205
         parts += [
-            f'<rect x="{x - 90:.0f}" y="20" width="180" height="115" fill="{POD_COLOUR}" stroke="#3d8b37"/>',
-            _text(x, 45, pod, 13, bold=True),
-            _text(x, 72, f"eth0 {eth0.addresses[0].with_prefixlen}", 11),
-            _text(x, 92, eth0.mac, 10, colour="#555"),
-            _text(x, 112, "lo 127.0.0.1", 10, colour="#555"),
-            (f'<line x1="{x:.0f}" y1="135" x2="{x:.0f}" y2="{bottom}" stroke="{colour}" '
-            f'stroke-width="{3 if on_path else 2}"/>'),
-            _text(x + 6, 240, eth0.peer[1], 10, "start", colour),
-            _text(x + 6, 254, "veth pair", 10, "start", colour),
+            svg.rect(x - 90, 20, 180, 115, POD_COLOUR, "#3d8b37"),
+            svg.text(x, 45, pod, 13, bold=True),
+            svg.text(x, 72, f"eth0 {eth0.addresses[0].with_prefixlen}", 11),
+            svg.text(x, 92, eth0.mac, 10, colour="#555"),
+            svg.text(x, 112, "lo 127.0.0.1", 10, colour="#555"),
+            svg.line(x, 135, x, bottom, colour, 3 if on_path else 2),
+            svg.text(x + 6, 240, eth0.peer[1], 10, "start", colour),
+            svg.text(x + 6, 254, "veth pair", 10, "start", colour),
         ]
-    parts.append("</svg>")
-    return Svg("".join(parts))
+    return svg.document(width, 390, parts, f"{node.name}: {len(pods)} pods joined by veth pairs")
 
 
 def draw_walk(result: pn.Walk, node: pn.Node):
