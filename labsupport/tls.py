@@ -326,6 +326,7 @@ class Handshake:
     mutual: bool
     client: Side
     server: Side
+    client_cert: str | None = None  # the subject of the certificate the client presented, if any
 
     @property
     def ok(self) -> bool:
@@ -349,6 +350,63 @@ class Handshake:
         return "\n".join(self.lines())
 
 
+def flow(result: Handshake) -> list[tuple[str, str, str]]:
+    """The messages of a handshake as RFC 8446 (TLS 1.3) or RFC 5246 (TLS 1.2) orders them for its mode,
+    cut where the real run stopped: `(sender, label, kind)` with sender client, server or note and kind
+    msg, error or ok. Which side refused, at which step and with which error comes from the real run;
+    the message names are the protocol's (Python's ssl does not expose the messages themselves).
+    """
+    client, server = result.client, result.server
+    client_refused = not client.handshake_ok and client.verify_code is not None
+    server_refused = not server.handshake_ok and not client_refused
+    mutual, tls13 = result.mutual, result.version == "TLSv1.3"
+    steps = [("client", "ClientHello", "msg")]
+    if tls13:
+        steps += [("server", "ServerHello", "msg"), ("server", "{EncryptedExtensions}", "msg")]
+        steps += [("server", "{CertificateRequest}", "msg")] if mutual else []
+        steps += [("server", "{Certificate} {CertificateVerify} {Finished}", "msg")]
+    else:
+        request = " CertificateRequest" if mutual else ""
+        steps += [("server", f"ServerHello Certificate ServerKeyExchange{request} ServerHelloDone", "msg")]
+    if client_refused:
+        return [*steps, ("note", f"client checks the server's certificate: {_reason(client.error)}", "error"),
+                ("client", "alert: the client refuses the server", "error")]
+    steps.append(("note", "client checks the server's certificate: ok", "ok"))
+    sends_cert = mutual and result_has_client_certificate(result)
+    if tls13:
+        if mutual:
+            steps.append(("client", "{Certificate} {CertificateVerify}" if sends_cert else "{Certificate} (empty)",
+                          "msg"))
+        steps.append(("client", "{Finished}: the client's handshake call returns", "msg"))
+    else:
+        words = ("Certificate " if sends_cert else "Certificate (empty) " if mutual else "") + "ClientKeyExchange"
+        words += " CertificateVerify" if sends_cert else ""
+        steps.append(("client", f"{words} ChangeCipherSpec Finished", "msg"))
+    if server_refused:
+        steps += [("note", f"server checks the client: {_reason(server.error)}", "error"),
+                  ("server", "alert: the server refuses the client", "error")]
+        if client.error:
+            steps.append(("note", f"the client's {client.stage} fails: {_reason(client.error)}", "error"))
+        return steps
+    if mutual:
+        steps.append(("note", "server checks the client's certificate: ok", "ok"))
+    if not tls13:
+        steps.append(("server", "ChangeCipherSpec Finished", "msg"))
+    steps += [("client", "application data: ping", "msg"), ("server", f"application data: {client.received!r}", "ok")]
+    return steps
+
+
+def _reason(error: str | None) -> str:
+    """The human words of an ssl error: what follows OpenSSL's `[SSL: CODE]` tag."""
+    return (error or "").split("] ", 1)[-1]
+
+
+def result_has_client_certificate(result: Handshake) -> bool:
+    """Whether the client of a mutual-TLS case presented a certificate (its case names one)."""
+    case = next((c for c in TLS_CASES if c.name == result.case), None)
+    return case is not None and case.client is not None
+
+
 def handshake(server: x509.Identity, client: x509.Identity | None = None, *, trusted: Iterable,
               client_ca: Iterable | None = None, hostname: str = "localhost", version: str = "TLSv1.3",
               case: str = "handshake", timeout: float = TIMEOUT) -> Handshake:
@@ -364,7 +422,8 @@ def handshake(server: x509.Identity, client: x509.Identity | None = None, *, tru
                               timeout=timeout)
         results = srv.wait()
     server_side = results[0] if results else Side("server", stage="accept", error="no connection arrived")
-    return Handshake(case, version, client_ca is not None, client_side, server_side)
+    presented = client.subject if isinstance(client, x509.Identity) else None
+    return Handshake(case, version, client_ca is not None, client_side, server_side, presented)
 
 
 @dataclass(frozen=True)
