@@ -1313,7 +1313,7 @@ class Probe:
 
 def packet_fields(packet) -> dict:
     """What a netfilter comparison looks at in a packet: addresses, protocol, ports (or ICMP type, code, id)."""
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, ICMPerror, IPerror, TCPerror, UDPerror
 
     if packet is None:
         return {}
@@ -1327,6 +1327,14 @@ def packet_fields(packet) -> dict:
         out.update(type=ip[ICMP].type, code=ip[ICMP].code)
         if ip[ICMP].type in (0, 8):
             out["id"] = ip[ICMP].id
+        elif ip.haslayer(IPerror):  # an error quotes the packet it is about: compared too
+            quoted = ip[IPerror]
+            out["quoted"] = (quoted.src, quoted.dst, quoted.proto)
+            for layer in (TCPerror, UDPerror):
+                if quoted.haslayer(layer):
+                    out["quoted"] += (quoted[layer].sport, quoted[layer].dport)
+            if quoted.haslayer(ICMPerror):
+                out["quoted"] += (quoted[ICMPerror].type, quoted[ICMPerror].id)
     return out
 
 
@@ -1341,7 +1349,14 @@ def describe_packet(packet) -> str:
         return f"{name} {f['src']}:{f['sport']} > {f['dst']}:{f['dport']}{flags}"
     if "type" in f:
         ident = f" id {f['id']}" if "id" in f else ""
-        return f"icmp {f['src']} > {f['dst']} type {f['type']} code {f['code']}{ident}"
+        text = f"icmp {f['src']} > {f['dst']} type {f['type']} code {f['code']}{ident}"
+        if "quoted" in f:
+            src, dst, proto, *rest = f["quoted"]
+            name = {1: "icmp", 6: "tcp", 17: "udp"}.get(proto, str(proto))
+            if proto in (6, 17) and len(rest) == 2:
+                src, dst = f"{src}:{rest[0]}", f"{dst}:{rest[1]}"
+            text += f" quoting {name} {src} > {dst}"
+        return text
     return f"proto {f['proto']} {f['src']} > {f['dst']}"
 
 
@@ -1890,6 +1905,17 @@ class _Agent:
         return self._read(wait)
 
 
+@dataclass
+class NfKernelCase:
+    """What the kernel did in one case: the ruleset as iptables-save prints it once loaded, each probe's fate,
+    `iptables-save -c` after the last probe and `conntrack -L`."""
+
+    loaded: str
+    seen: list[NfObservation]
+    counters: str
+    conntrack: str
+
+
 class NetfilterTwin(Twin):
     """The netfilter chapter's kernel twin: client — router — server (:func:`netfilter_topology`) in network
     namespaces, a ruleset loaded into the router, probes sent from the client, what happened read back.
@@ -1908,7 +1934,6 @@ class NetfilterTwin(Twin):
     def __init__(self, prefix: str | None = None) -> None:
         super().__init__(netfilter_topology(), prefix)
         self._agents: dict[str, _Agent] = {}
-        self.loaded: str | None = None
 
     def build(self) -> None:
         """Twin.build, then: the router's sysctls (`icmp_ratelimit=0`, no redirects), the observers' silence
@@ -1927,9 +1952,9 @@ class NetfilterTwin(Twin):
         }
         self.timings["observers"] = time.perf_counter() - start
 
-    def load(self, text: str) -> str:
+    def load(self, text: str, read: bool = True) -> str:
         """Load a filter + nat ruleset into the router and flush conntrack; return what `iptables-save` then
-        prints for filter and nat (no counters, no comment lines).
+        prints for filter and nat (no counters, no comment lines), or "" when not asked to read it.
 
         Runs `iptables-restore` (each table the text names is replaced, its counters start at zero; a table
         it does not name is loaded empty, with ACCEPT policies) and `conntrack -F`. An invalid ruleset
@@ -1939,8 +1964,16 @@ class NetfilterTwin(Twin):
         empty = "".join(_empty_table(t) for t in ("filter", "nat") if t not in named)
         self.netns_exec(NF_ROUTER, "iptables-restore", input=text + empty)
         self.netns_exec(NF_ROUTER, "conntrack", "-F", check=False)
-        self.loaded = strip_counters(self.counters())
-        return self.loaded
+        return strip_counters(self.counters()) if read else ""
+
+    def run_case(self, text: str, probes: list[Probe], per_probe: bool = False) -> NfKernelCase:
+        """One case: load the ruleset, send the probes in order, then read `iptables-save -c` (whose rules,
+        counters aside, are what was loaded) and `conntrack -L`. With per_probe, each observation also
+        carries the counters after its probe (one more `iptables-save -c` per probe)."""
+        self.load(text, read=False)
+        seen = [self.send(probe, counters=per_probe) for probe in probes]
+        counters = self.counters()
+        return NfKernelCase(strip_counters(counters), seen, counters, self.conntrack())
 
     def counters(self) -> str:
         """`iptables-save -c` of the router's filter and nat tables, in that order (comment lines left out)."""
@@ -1950,8 +1983,9 @@ class NetfilterTwin(Twin):
         """`conntrack -L` in the router (its table, one connection a line, in the kernel's order)."""
         return self.netns_exec(NF_ROUTER, "conntrack", "-L", check=False)
 
-    def send(self, probe: Probe, timeout: float = 2.0) -> NfObservation:
-        """Send one probe from the client's eth0 and say what became of it (see NfObservation)."""
+    def send(self, probe: Probe, counters: bool = True, timeout: float = 2.0) -> NfObservation:
+        """Send one probe from the client's eth0 and say what became of it (see NfObservation); with
+        counters, read `iptables-save -c` after it too (a run of many cases reads them once per case)."""
         from scapy.layers.inet import IP
         from scapy.layers.l2 import ARP, Ether
 
@@ -1982,7 +2016,7 @@ class NetfilterTwin(Twin):
             + [("forward", "eth0", p) for p in returned]
             + [("reject", None, p) for p in answers]
         )
-        counters = self.counters()
+        counters = self.counters() if counters else ""
         if not seen:
             return NfObservation(probe, "drop", counters=counters)
         verdict, oif, packet = seen[0]
@@ -2103,6 +2137,203 @@ def matched_rules(before: str, after: str) -> list[tuple[str, str, int]]:
             if packets > (old[i - 1][0] if i <= len(old) else 0):
                 out.append((*key, i))
     return out
+
+
+# --- kernel and model, side by side -----------------------------------------------------------------
+
+
+@dataclass
+class NfModelStep:
+    """What the model said for one probe: its TraceResult and `iptables-save -c` of its ruleset after it."""
+
+    result: object
+    counters: str
+
+
+def model_case(text: str, probes: list[Probe]):
+    """Run a case through the model: `parse_iptables_save(text)`, then `trace(ruleset, router, probe,
+    conntrack, iif="eth0")` for each probe in order, one Conntrack for the case (as the kernel's).
+
+    Returns (ruleset, conntrack, [NfModelStep per probe]). The router is `netfilter_topology()`'s.
+    """
+    from labsupport.netfilter import Conntrack, parse_iptables_save, trace
+
+    ruleset = parse_iptables_save(text)
+    conntrack = Conntrack()
+    router = netfilter_topology().namespaces[NF_ROUTER]
+    steps = []
+    for probe in probes:
+        result = trace(ruleset, router, probe.packet(), conntrack, iif=probe.iif)
+        steps.append(
+            NfModelStep(result, select_tables(ruleset.to_iptables_save(counters=True), ("filter", "nat")))
+        )
+    return ruleset, conntrack, steps
+
+
+def model_expectation(result) -> tuple[str, str | None, object, object]:
+    """What the kernel twin should observe when the model says `result`: (verdict, oif, after, answer).
+
+    A packet the router forwards is seen behind it (oif eth1: the server; eth0: back at the client); one it
+    delivers is seen by its sockets; REJECT is seen as its answer at the client, and as nothing when the
+    kernel sends no answer for that packet.
+    """
+    verdict = result.verdict
+    if verdict == "reject":
+        return (
+            ("reject", None, None, result.reply) if result.reply is not None else ("drop", None, None, None)
+        )
+    if verdict in ("deliver", "forward"):
+        return verdict, result.oif if verdict == "forward" else None, result.packet_after, None
+    return verdict, None, None, None
+
+
+def compare_probe(seen: NfObservation, step: NfModelStep) -> list[str]:
+    """Differences between what the kernel did with a probe and what the model said ([] when they agree):
+    verdict, device, the packet's addresses and ports after NAT, REJECT's answer, and every counter."""
+    verdict, oif, after, answer = model_expectation(step.result)
+    diffs = []
+    if (seen.verdict, seen.oif) != (verdict, oif):
+        where = lambda v, o: v + (f" out of {o}" if o else "")
+        diffs.append(f"verdict: kernel {where(seen.verdict, seen.oif)}, model {where(verdict, oif)}")
+    elif verdict in ("deliver", "forward") and packet_fields(seen.after) != packet_fields(after):
+        diffs.append(f"packet after: kernel {describe_packet(seen.after)}, model {describe_packet(after)}")
+    elif verdict == "reject":
+        k, m = packet_fields(seen.answer), packet_fields(answer)
+        if k != m:
+            diffs.append(
+                f"REJECT's answer: kernel {describe_packet(seen.answer)}, model {describe_packet(answer)}"
+            )
+    if seen.extra:
+        diffs.append(f"the kernel also saw: {', '.join(describe_packet(p) for p in seen.extra)}")
+    if seen.counters:
+        diffs += [f"counters: {d}" for d in counter_differences(seen.counters, step.counters)]
+    return diffs
+
+
+def compare_case(case: NfKernelCase, steps: list[NfModelStep], model_conntrack: str) -> dict[str, list[str]]:
+    """Kernel and model on a whole case: per probe (`probe N`), the counters after the last probe
+    (`counters`) and `conntrack -L` (`conntrack`); only the keys with differences are present."""
+    out: dict[str, list[str]] = {}
+    for i, (seen, step) in enumerate(zip(case.seen, steps), 1):
+        diffs = compare_probe(seen, step)
+        if diffs:
+            out[f"probe {i}"] = diffs
+    if steps:
+        diffs = counter_differences(case.counters, steps[-1].counters)
+        if diffs:
+            out["counters"] = diffs
+    diffs = compare_conntrack(case.conntrack, model_conntrack)
+    if diffs:
+        out["conntrack"] = diffs
+    return out
+
+
+_CT_VOLATILE = re.compile(r"^(\S+\s+\d+)\s+\d+\s")  # the seconds left: they tick on a real kernel
+
+
+def conntrack_lines(text: str) -> list[str]:
+    """`conntrack -L` lines, comparable: the timeout column left out, sorted (the kernel lists by hash)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("conntrack v"):
+            continue
+        out.append(" ".join(_CT_VOLATILE.sub(r"\1 ", line).split()))
+    return sorted(out)
+
+
+def compare_conntrack(kernel_text: str, model_text: str) -> list[str]:
+    """Connections only the kernel or only the model lists (timeouts aside); [] when they agree."""
+    k, m = conntrack_lines(kernel_text), conntrack_lines(model_text)
+    diffs = [f"conntrack: only in the kernel: {line}" for line in k if line not in m]
+    diffs += [f"conntrack: only in the model: {line}" for line in m if line not in k]
+    return diffs
+
+
+def reproducer(text: str, probes: list[Probe], title: str, details: list[str]) -> str:
+    """One copy-pasteable block: what differs, then Python that replays the case on kernel and model."""
+    body = "\n".join(f"# {line}" for line in details)
+    probe_list = ",\n    ".join(p.python() for p in probes)
+    return (
+        f"# ----- netfilter twin: {title} -----\n"
+        f"{body}\n"
+        "from labsupport.kernel import Probe, run_netfilter_twin\n"
+        f'RULESET = """\\\n{text}"""\n'
+        f"PROBES = [\n    {probe_list},\n]\n"
+        "print(run_netfilter_twin(RULESET, PROBES))  # as root; without root it shows the model's side\n"
+        "# -----"
+    )
+
+
+@dataclass
+class NetfilterReport:
+    """What `run_netfilter_twin` found: per probe the kernel's and the model's outcome, and the differences."""
+
+    ruleset: str
+    probes: list[Probe]
+    skipped: str | None = None
+    kernel: NfKernelCase | None = None
+    model: list[NfModelStep] = field(default_factory=list)
+    diffs: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def agrees(self) -> bool:
+        """True when the twin ran and kernel and model agreed on every probe, every counter and conntrack."""
+        return self.skipped is None and self.error is None and self.kernel is not None and not self.diffs
+
+    def __str__(self) -> str:
+        head = f"Netfilter twin: {len(self.probes)} probe(s) through the router's filter and nat tables"
+        if self.skipped is not None:
+            lines = [f"{head}: kernel side skipped — {self.skipped}. The model says:"]
+            lines += [f"  {probe}: {step.result.outcome()}" for probe, step in zip(self.probes, self.model)]
+            return "\n".join(lines)
+        lines = [head]
+        if self.error:
+            lines.append(f"  stopped by an error: {self.error}")
+        if self.kernel is None:
+            return "\n".join(lines)
+        for i, (probe, seen) in enumerate(zip(self.probes, self.kernel.seen), 1):
+            diffs = self.diffs.get(f"probe {i}", [])
+            lines.append(f"  {probe}: kernel: {seen}; model {'agrees' if not diffs else 'differs:'}")
+            lines += [f"    {d}" for d in diffs]
+        for key, title in (("counters", "iptables-save -c"), ("conntrack", "conntrack -L")):
+            diffs = self.diffs.get(key, [])
+            lines.append(f"  {title}: {'agrees' if not diffs else 'differs:'}")
+            lines += [f"    {d}" for d in diffs]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
+
+
+def run_netfilter_twin(ruleset: str, probes: list[Probe]) -> NetfilterReport:
+    """Load `ruleset` (iptables-save text) into a real router, send the probes from the client, and compare
+    every probe (verdict, addresses after NAT, REJECT's answer, counters after it), `iptables-save -c` and
+    `conntrack -L` with the model (:func:`model_case`).
+
+    Without root, network namespaces, iptables or conntrack the report says why and shows the model's
+    side; no exception. Errors of the twin are reported too, not raised.
+    """
+    report = NetfilterReport(ruleset, list(probes))
+    _, model_ct, report.model = model_case(ruleset, report.probes)  # bad input: the model's clear error
+    ok, reason = available()
+    for tool, package in (("iptables-restore", "iptables"), ("conntrack", "conntrack")):
+        if ok and shutil.which(tool) is None:
+            ok, reason = False, f"needs the `{tool}` command (Debian package {package})"
+    if not ok:
+        report.skipped = reason
+        return report
+    start = time.perf_counter()
+    try:
+        with NetfilterTwin() as twin:
+            report.kernel = twin.run_case(ruleset, report.probes, per_probe=True)
+        report.diffs = compare_case(report.kernel, report.model, model_ct.show())
+    except TwinError as exc:
+        report.error = str(exc)
+    report.timings["total"] = time.perf_counter() - start
+    return report
 
 
 __all__ = [
