@@ -355,6 +355,8 @@ def flow(result: Handshake) -> list[tuple[str, str, str]]:
     cut where the real run stopped: `(sender, label, kind)` with sender client, server or note and kind
     msg, error or ok. Which side refused, at which step and with which error comes from the real run;
     the message names are the protocol's (Python's ssl does not expose the messages themselves).
+
+    Mirrors what `openssl s_client -msg` prints message by message for the same connection.
     """
     client, server = result.client, result.server
     client_refused = not client.handshake_ok and client.verify_code is not None
@@ -402,7 +404,12 @@ def _reason(error: str | None) -> str:
 
 
 def result_has_client_certificate(result: Handshake) -> bool:
-    """Whether the client of a mutual-TLS case presented a certificate (its case names one)."""
+    """Whether the client of a mutual-TLS case presented a certificate (its case names one).
+
+    Mirrors whether `openssl s_client` was given `-cert client.crt -key client.key`.
+    """
+    if result.client_cert is not None:
+        return True
     case = next((c for c in TLS_CASES if c.name == result.case), None)
     return case is not None and case.client is not None
 
