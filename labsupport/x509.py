@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import ipaddress
 import math
@@ -260,7 +261,9 @@ class _Stream:
         return 2 + self.bits(upper.bit_length() + 64) % (upper - 3)
 
 
-def _small_primes(limit: int) -> list[int]:
+@functools.cache
+def _small_primes(limit: int = 1 << 16) -> list[int]:
+    """The odd primes below `limit` (computed on first use: only seeded RSA needs them)."""
     sieve = bytearray([1]) * limit
     sieve[:2] = b"\x00\x00"
     for i in range(2, int(limit**0.5) + 1):
@@ -268,8 +271,6 @@ def _small_primes(limit: int) -> list[int]:
             sieve[i * i::i] = bytearray(len(range(i * i, limit, i)))
     return [i for i in range(3, limit) if sieve[i]]
 
-
-_SMALL_PRIMES = _small_primes(1 << 16)
 
 
 def _probable_prime(n: int, stream: _Stream, rounds: int = 8) -> bool:
@@ -297,7 +298,7 @@ def _rsa_prime(stream: _Stream, bits: int, e: int) -> int:
     while True:
         start = stream.bits(bits) | (0b11 << (bits - 2)) | 1  # top two bits: p*q has exactly 2*bits bits
         alive = bytearray([1]) * window  # alive[i]: start + 2*i has no prime factor below 2**16
-        for p in _SMALL_PRIMES:
+        for p in _small_primes():
             i = (-(start % p) * ((p + 1) // 2)) % p
             alive[i::p] = bytes(len(range(i, window, p)))
         for i in range(window):
@@ -1554,7 +1555,9 @@ def text(cert) -> str:
     X509v3 extensions by their OpenSSL names, and the signature.
 
     Accepts a certificate, an Identity, or the PEM/DER bytes of a file (so it also mirrors the notes'
-    `openssl x509 -inform der -in CERTIFICATE.der -text -noout`).
+    `openssl x509 -inform der -in CERTIFICATE.der -text -noout`). Every field of the certificates this
+    course makes, and of common real ones (AIA, CRL distribution points, policies), is printed exactly as
+    OpenSSL 3.0 does; extensions it does not know are shown raw, and RSA-PSS parameters are not decoded.
     """
     cert = _certificate(cert, "cert")
     alg = _SIG_NAMES.get(cert.signature_algorithm_oid.dotted_string, cert.signature_algorithm_oid.dotted_string)
