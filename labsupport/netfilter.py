@@ -2371,9 +2371,11 @@ _TCP_SCAPY_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 
 class PacketSpec:
     """A packet described in a line, as the command line takes it:
 
-        tcp 10.0.0.5:34567 > 10.96.0.10:80 iif eth0 [flags S] [seq N] [ack N] [mark 0x1] [ttl 64] [len N]
-        udp 127.0.0.1:5000 > 10.96.0.10:53 local
+        tcp 10.0.0.5:34567 > 10.96.0.10:80 iif eth0 [flags S] [seq N] [ack N] [window N] [mark 0x1]
+        udp 127.0.0.1:5000 > 10.96.0.10:53 local [len N]
         icmp 10.0.0.5 > 10.0.0.1 iif eth0 [type echo-request] [code 0] [id 1] [seq 1]
+
+    Every packet may also take ttl N, tos N, ipid N (the IP id), len N (payload bytes), df, nodf.
 
     `iif DEV` says the packet arrives on DEV; `local` says the host itself sends it.
     """
@@ -2410,6 +2412,8 @@ class PacketSpec:
             extra += f" flags {self.flags}"
         if self.proto == 1 and (self.icmp_type, self.icmp_code) != (8, 0):
             extra += f" type {self.icmp_type} code {self.icmp_code}"
+        if self.proto == 1 and self.icmp_id != 1:
+            extra += f" id {self.icmp_id}"
         if self.mark:
             extra += f" mark 0x{self.mark:x}"
         return f"{name} {src} > {dst} {where}{extra}"
@@ -2469,7 +2473,8 @@ def parse_packet_spec(text: str) -> PacketSpec:
     rest = words[4:]
     i = 0
     numeric = {"seq": (0, 2**32 - 1), "ack": (0, 2**32 - 1), "window": (0, 65535), "mark": (0, 2**32 - 1),
-               "ttl": (1, 255), "tos": (0, 255), "id": (0, 65535), "len": (0, 1400), "code": (0, 255)}
+               "ttl": (1, 255), "tos": (0, 255), "ipid": (0, 65535), "id": (0, 65535), "len": (0, 1400),
+               "code": (0, 255)}
     while i < len(rest):
         key = rest[i]
         if key in ("local", "df", "nodf"):
@@ -2477,8 +2482,8 @@ def parse_packet_spec(text: str) -> PacketSpec:
             i += 1
             continue
         if i + 1 >= len(rest):
-            raise LabInputError("packet", key, "iif DEV, local, flags F, seq N, ack N, mark N, ttl N, tos N, id N, "
-                                               "len N, type T, code N, df, nodf")
+            raise LabInputError("packet", key, "iif DEV, local, flags F, seq N, ack N, mark N, ttl N, tos N, ipid N, "
+                                               "len N, type T, code N, id N, df, nodf")
         value = rest[i + 1]
         i += 2
         if key == "iif":
@@ -2504,12 +2509,12 @@ def parse_packet_spec(text: str) -> PacketSpec:
             parsed = _strtoul(value)
             if parsed is None or not lo <= parsed <= hi:
                 raise LabInputError(f"packet.{key}", value, f"a number from {lo} to {hi}")
-            if key == "code" and num != 1:
-                raise LabInputError("packet.code", value, "code only for icmp")
+            if key in ("code", "id") and num != 1:
+                raise LabInputError(f"packet.{key}", value, f"{key} only for icmp (the IP id is ipid)")
             options[key] = parsed
         else:
-            raise LabInputError("packet", key, "options iif, local, flags, seq, ack, window, mark, ttl, tos, id, len, "
-                                               "type, code, df, nodf")
+            raise LabInputError("packet", key, "options iif, local, flags, seq, ack, window, mark, ttl, tos, ipid, len, "
+                                               "type, code, id, df, nodf")
     if ("iif" in options) == bool(options.get("local")):
         raise LabInputError("packet", text, "exactly one of `iif DEV` (it arrives on DEV) and `local` (the host sends it)")
     (src, sport), (dst, dport) = endpoints
@@ -2517,8 +2522,8 @@ def parse_packet_spec(text: str) -> PacketSpec:
     kwargs = {"proto": num, "src": src, "dst": dst, "sport": sport, "dport": dport, "iif": options.get("iif"),
               "local": bool(options.get("local")), "df": df}
     for key, attr in (("flags", "flags"), ("seq", "seq"), ("ack", "ack"), ("window", "window"), ("mark", "mark"),
-                      ("ttl", "ttl"), ("tos", "tos"), ("id", "ip_id"), ("len", "payload"), ("type", "icmp_type"),
-                      ("code", "icmp_code")):
+                      ("ttl", "ttl"), ("tos", "tos"), ("ipid", "ip_id"), ("len", "payload"), ("type", "icmp_type"),
+                      ("code", "icmp_code"), ("id", "icmp_id")):
         if key in options:
             kwargs[attr] = options[key]
     if num == 1 and "seq" in options:
@@ -2624,6 +2629,30 @@ def _pkt_from_ip(ip) -> _Pkt:
     return p
 
 
+def _pkt_from_spec(spec: PacketSpec) -> _Pkt:
+    """The traced fields straight from a PacketSpec (the scapy packet is built only when asked for)."""
+    p = _Pkt()
+    p.src, p.dst, p.proto = ip_to_int(spec.src), ip_to_int(spec.dst), spec.proto
+    l4 = {6: 20, 17: 8, 1: 8}.get(spec.proto, 0)
+    p.ttl, p.tos, p.ipid, p.length = spec.ttl, spec.tos, spec.ip_id, 20 + l4 + spec.payload
+    p.df, p.mf, p.fragoff = spec.df, False, 0
+    p.sport = p.dport = p.itype = p.icode = p.iid = p.iseq = p.inner = None
+    p.tcpflags = p.seq = p.ack = p.window = p.urgptr = p.udplen = 0
+    p.tcpopts = ()
+    if spec.proto == 6:
+        p.sport, p.dport, p.seq, p.ack, p.window = spec.sport, spec.dport, spec.seq, spec.ack, spec.window
+        p.tcpflags = sum(_TCP_SCAPY_FLAGS[c] for c in spec.flags) & 0xFF
+    elif spec.proto == 17:
+        p.sport, p.dport, p.udplen = spec.sport, spec.dport, 8 + spec.payload
+    elif spec.proto == 1:
+        p.itype, p.icode = spec.icmp_type, spec.icmp_code
+        if spec.icmp_type not in ICMP_ERRORS:
+            p.iid, p.iseq = spec.icmp_id, spec.icmp_seq
+    p.mark, p.iif, p.oif, p.ct, p.ctdir, p.ctstate, p.ctnew = 0, "", "", None, 0, CT_INVALID, False
+    p.nftrace, p.env, p.local, p.related = False, None, False, False
+    return p
+
+
 def _tcp_option_kinds(raw: bytes) -> list[int]:
     kinds, i = [], 0
     while i < len(raw):
@@ -2657,6 +2686,8 @@ def _inner_pkt(raw: bytes) -> _Pkt:
     p.nftrace, p.env, p.local, p.related = False, None, False, False
     if p.proto in (6, 17) and len(l4) >= 4:
         p.sport, p.dport = int.from_bytes(l4[0:2], "big"), int.from_bytes(l4[2:4], "big")
+        if p.proto == 17 and len(l4) >= 6:
+            p.udplen = int.from_bytes(l4[4:6], "big")
         if p.proto == 6 and len(l4) >= 14:
             p.seq = int.from_bytes(l4[4:8], "big")
             p.tcpflags = l4[13]
@@ -2693,19 +2724,41 @@ def _pkt_to_ip(p: _Pkt, original):
     return IP(bytes(ip))
 
 
-def _patch_inner(raw: bytearray, inner: _Pkt) -> None:
-    """Write the inner packet's rewritten addresses/ports back into quoted bytes, fixing its IP checksum."""
-    raw[12:16], raw[16:20] = inner.src.to_bytes(4, "big"), inner.dst.to_bytes(4, "big")
-    ihl = (raw[0] & 0x0F) * 4
-    raw[10:12] = b"\x00\x00"
-    total = sum(int.from_bytes(raw[i:i + 2], "big") for i in range(0, ihl, 2))
+def _csum_update(csum: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 incremental update of a one's-complement checksum (the kernel's inet_proto_csum_replace)."""
+    total = ~csum & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += (~int.from_bytes(old[i:i + 2], "big") & 0xFFFF) + int.from_bytes(new[i:i + 2], "big")
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
-    raw[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
-    if inner.sport is not None and len(raw) >= ihl + 4:
-        raw[ihl:ihl + 2], raw[ihl + 2:ihl + 4] = inner.sport.to_bytes(2, "big"), inner.dport.to_bytes(2, "big")
-    elif inner.proto == 1 and inner.iid is not None and len(raw) >= ihl + 6:
-        raw[ihl + 4:ihl + 6] = inner.iid.to_bytes(2, "big")
+    return ~total & 0xFFFF
+
+
+def _patch_inner(raw: bytearray, inner: _Pkt) -> None:
+    """Write the quoted packet's rewritten addresses and ports back into its bytes, updating its IP
+    checksum and (as far as quoted) its TCP/UDP checksum as the kernel's NAT does."""
+    ihl = (raw[0] & 0x0F) * 4
+    old_addrs = bytes(raw[12:20])
+    new_addrs = inner.src.to_bytes(4, "big") + inner.dst.to_bytes(4, "big")
+    raw[12:20] = new_addrs
+    raw[10:12] = _csum_update(int.from_bytes(raw[10:12], "big"), old_addrs, new_addrs).to_bytes(2, "big")
+    l4 = ihl
+    if inner.sport is not None and len(raw) >= l4 + 4:
+        old_ports = bytes(raw[l4:l4 + 4])
+        new_ports = inner.sport.to_bytes(2, "big") + inner.dport.to_bytes(2, "big")
+        raw[l4:l4 + 4] = new_ports
+        at = l4 + (16 if inner.proto == 6 else 6)
+        if len(raw) >= at + 2:
+            csum = int.from_bytes(raw[at:at + 2], "big")
+            if inner.proto == 6 or csum != 0:  # a UDP checksum of 0 means none
+                csum = _csum_update(csum, old_addrs + old_ports, new_addrs + new_ports)
+                raw[at:at + 2] = (csum or (0xFFFF if inner.proto == 17 else 0)).to_bytes(2, "big")
+    elif inner.proto == 1 and inner.iid is not None and len(raw) >= l4 + 6:
+        old_id, new_id = bytes(raw[l4 + 4:l4 + 6]), inner.iid.to_bytes(2, "big")
+        raw[l4 + 4:l4 + 6] = new_id
+        if len(raw) >= l4 + 4:
+            csum = int.from_bytes(raw[l4 + 2:l4 + 4], "big")
+            raw[l4 + 2:l4 + 4] = _csum_update(csum, old_id, new_id).to_bytes(2, "big")
 
 
 def _dump(p: _Pkt, flags: set[str], inner: bool = False) -> str:
@@ -2944,8 +2997,8 @@ class TraceResult:
 
     verdict: str
     oif: str | None
-    packet_before: object
-    packet_after: object
+    source: object  # the PacketSpec or scapy packet traced
+    final: object  # the traced packet's fields at the end
     matched: list[tuple[str, str, int]]
     lines: list[str]
     logs: list[str]
@@ -2954,14 +3007,27 @@ class TraceResult:
     reason: str = ""
     ctstate: str = ""
     entry: ConntrackEntry | None = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def packet_before(self):
+        """The scapy IP packet as it arrived (or as the host sent it)."""
+        if "before" not in self._cache:
+            self._cache["before"] = self.source.packet() if isinstance(self.source, PacketSpec) else self.source
+        return self._cache["before"]
+
+    @property
+    def packet_after(self):
+        """The scapy IP packet after every rewrite (NAT, TTL), checksums recomputed."""
+        if "after" not in self._cache:
+            self._cache["after"] = _pkt_to_ip(self.final, self.packet_before)
+        return self._cache["after"]
 
     def outcome(self) -> str:
         """One line: the verdict, the device and the packet as it leaves (or why it stopped)."""
-        from scapy.layers.inet import ICMP, TCP, UDP  # noqa: F401 - dissectors for summary()
-
         words = {"deliver": "delivered locally", "forward": f"forwarded out of {self.oif}",
                  "output": f"sent out of {self.oif}", "drop": "dropped", "reject": "rejected"}[self.verdict]
-        text = f"{words}: {packet_text(self.packet_after)}"
+        text = f"{words}: {self.final.summary()}"
         if self.reason:
             text += f" ({self.reason})"
         return text
@@ -2988,9 +3054,11 @@ class TraceResult:
 
     def to_json(self) -> dict:
         """The result as the command line's --json prints it."""
-        fields = packet_fields(self.packet_after)
+        f = self.final
+        ported = f.sport is not None and not f.fragoff
         return {"verdict": self.verdict, "oif": self.oif,
-                "packet": {k: fields[k] for k in ("proto", "src", "sport", "dst", "dport")},
+                "packet": {"proto": protocol_name(f.proto), "src": int_to_ip(f.src), "sport": f.sport if ported else None,
+                           "dst": int_to_ip(f.dst), "dport": f.dport if ported else None},
                 "matched": [{"table": t, "chain": c, "rule": n} for t, c, n in self.matched]}
 
 
@@ -3036,7 +3104,7 @@ class _Env:
         self.where = ("", "", 0)
         self.hook = ""
         self._local_table = None
-        self.current_ip = None
+        self.current_ip = lambda: None
 
     # --- host facts ---
 
@@ -3131,7 +3199,7 @@ class _Env:
         """Build the packet REJECT sends back (nf_send_reset / icmp_send)."""
         from scapy.layers.inet import ICMP, IP, TCP
 
-        orig = _pkt_to_ip(p, self.current_ip)
+        orig = _pkt_to_ip(p, self.current_ip())
         if kind == "tcp-reset":
             if p.tcpflags & 0x04 or p.fragoff:
                 return
@@ -3586,28 +3654,29 @@ def trace(ruleset: Ruleset, host, packet, conntrack: Conntrack | None = None, co
         raise LabInputError("ruleset", type(ruleset).__name__, "a Ruleset (parse_iptables_save)")
     spec = parse_packet_spec(packet) if isinstance(packet, str) else packet if isinstance(packet, PacketSpec) else None
     if spec is not None:
-        ip, iif, local, mark = spec.packet(), spec.iif, spec.local, spec.mark
+        iif, local, mark = spec.iif, spec.local, spec.mark
+        p = _pkt_from_spec(spec)
     else:
-        ip = packet
         if (iif is None) == (not local):
             raise LabInputError("packet", "iif/local", "iif=DEV for a packet that arrives, or local=True for one the host sends")
+        p = _pkt_from_ip(packet)
     if iif is not None and iif not in host.links:
         raise LabInputError("packet.iif", iif, f"a device of {host.name}: {', '.join(host.links)}")
     ct = conntrack if conntrack is not None else Conntrack()
     env = _Env(ruleset, host, ct, counters)
-    p = _pkt_from_ip(ip)
     p.env, p.mark = env, mark
-    env.current_ip = ip
+    source = spec if spec is not None else packet
+    env.current_ip = lambda: source.packet() if isinstance(source, PacketSpec) else source
     try:
         verdict, oif, reason = env.walk(p, iif, bool(local))
     except _Drop as drop:
         verdict, oif, reason = drop.verdict, None, drop.reason
         if verdict == "reject" and env.reply is None:
             reason += " (no reply: the kernel sends none for this packet)"
-    after = _pkt_to_ip(p, ip)
+    p.env = None
     state = "UNTRACKED" if p.ctstate == CT_UNTRACKED else next(
         (n for n in ("INVALID", "NEW", "RELATED", "ESTABLISHED") if p.ctstate == CTSTATE_NAMES[n]), "")
-    return TraceResult(verdict, oif, ip, after, env.matched, env.lines, env.logs, env.steps, env.reply, reason,
+    return TraceResult(verdict, oif, source, p, env.matched, env.lines, env.logs, env.steps, env.reply, reason,
                        state, p.ct)
 
 
