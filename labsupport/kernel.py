@@ -40,7 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from typing import Self
 
 from labsupport.host import Namespace
@@ -1268,12 +1268,21 @@ def netfilter_topology() -> Node:
 # --- probes ------------------------------------------------------------------------------------------------
 
 
+_SENDERS = {"eth0": NF_CLIENT, "eth1": NF_SERVER}  # the router's device → the namespace behind it
+_NF_ENDS = {
+    NF_CLIENT: ("10.1.0.2", "10.1.0.1"),
+    NF_SERVER: ("10.2.0.2", "10.2.0.1"),
+}  # own and router's address
+
+
 @dataclass(frozen=True)
 class Probe:
-    """One packet the client sends to the router's eth0: a TCP SYN, a UDP datagram or an ICMP echo request.
+    """One packet into the router: by default the client's, on the router's eth0 — a TCP SYN, a UDP
+    datagram or an ICMP echo request. With `reply`, it is the answer to one: a TCP SYN-ACK, a UDP datagram
+    or an ICMP echo reply, sent by whoever got the request (the server on eth1, or the client on eth0).
 
-    For ICMP, `sport` is the echo identifier and `dport` is 0. Every field is fixed (IP id 1, TTL 64,
-    TCP sequence 1000), so the same probe is the same bytes on every run.
+    For ICMP, `sport` is the echo identifier and `dport` is 0. Every field is fixed (IP id 1, TTL 64, TCP
+    sequence 1000, a reply's 5000 acknowledging 1001), so the same probe is the same bytes on every run.
     """
 
     proto: str
@@ -1282,6 +1291,7 @@ class Probe:
     sport: int
     dport: int = 0
     iif: str = "eth0"
+    reply: bool = False
 
     def packet(self):
         """The probe as a scapy IP packet (what enters the router)."""
@@ -1290,25 +1300,60 @@ class Probe:
 
         ip = IP(src=self.src, dst=self.dst, ttl=64, id=1)
         if self.proto == "tcp":
-            return IP(bytes(ip / TCP(sport=self.sport, dport=self.dport, flags="S", seq=1000, window=64240)))
+            seq, ack, flags = (5000, 1001, "SA") if self.reply else (1000, 0, "S")
+            tcp = TCP(sport=self.sport, dport=self.dport, flags=flags, seq=seq, ack=ack, window=64240)
+            return IP(bytes(ip / tcp))
         if self.proto == "udp":
             return IP(bytes(ip / UDP(sport=self.sport, dport=self.dport) / Raw(NF_PAYLOAD)))
-        return IP(bytes(ip / ICMP(type=8, id=self.sport, seq=1) / Raw(NF_PAYLOAD)))
+        return IP(bytes(ip / ICMP(type=0 if self.reply else 8, id=self.sport, seq=1) / Raw(NF_PAYLOAD)))
+
+    @property
+    def sender(self) -> str:
+        """The namespace that sends it: the client (router's eth0) or the server (router's eth1)."""
+        return _SENDERS[self.iif]
 
     def frame(self) -> bytes:
-        """The Ethernet frame the client puts on its eth0, addressed to the router."""
+        """The Ethernet frame the sender puts on its eth0, addressed to the router's device `iif`."""
         from scapy.layers.l2 import Ether
 
-        return bytes(Ether(src=NF_MACS[NF_CLIENT, "eth0"], dst=NF_MACS[NF_ROUTER, "eth0"]) / self.packet())
+        src, dst = NF_MACS[self.sender, "eth0"], NF_MACS[NF_ROUTER, self.iif]
+        return bytes(Ether(src=src, dst=dst) / self.packet())
 
     def __str__(self) -> str:
+        who = f" (the {self.sender}'s reply)" if self.reply else ""
         if self.proto == "icmp":
-            return f"icmp echo-request {self.src} > {self.dst} id {self.sport}"
-        return f"{self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport}"
+            kind = "echo-reply" if self.reply else "echo-request"
+            return f"icmp {kind} {self.src} > {self.dst} id {self.sport}{who}"
+        flags = (" [SA]" if self.reply else " [S]") if self.proto == "tcp" else ""
+        return f"{self.proto} {self.src}:{self.sport} > {self.dst}:{self.dport}{flags}{who}"
 
     def python(self) -> str:
         """The probe as Python that rebuilds it."""
-        return f"Probe({self.proto!r}, {self.src!r}, {self.dst!r}, {self.sport}, {self.dport})"
+        extra = (
+            f", {self.iif!r}, reply=True" if self.reply else (f", {self.iif!r}" if self.iif != "eth0" else "")
+        )
+        return f"Probe({self.proto!r}, {self.src!r}, {self.dst!r}, {self.sport}, {self.dport}{extra})"
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """In a list of probes: the reply to probe number `index` (from 0), as its receiver would send it — built
+    from the packet the kernel actually delivered behind the router (after NAT), so known only when run.
+    A request the router did not forward gets no reply."""
+
+    index: int
+
+
+def reply_to(seen: NfObservation) -> Probe | None:
+    """The probe that answers what a forwarded probe became: addresses and ports turned around, into the
+    router on the device it left by. None unless the router forwarded it."""
+    if seen.verdict != "forward" or seen.after is None or seen.probe.reply:
+        return None
+    f = packet_fields(seen.after)
+    name = {1: "icmp", 6: "tcp", 17: "udp"}[f["proto"]]
+    if name == "icmp":
+        return Probe("icmp", f["dst"], f["src"], f["id"], 0, seen.oif, reply=True)
+    return Probe(name, f["dst"], f["src"], f["dport"], f["sport"], seen.oif, reply=True)
 
 
 def packet_fields(packet) -> dict:
@@ -1391,6 +1436,7 @@ NETFILTER_FEATURES = (
     "output-rules",  # rules in filter OUTPUT and nat OUTPUT (only REJECT's answers pass there)
     "aliases",  # spellings iptables-save rewrites: -m tcp left out, A for A/32, echo-request, --or-mark, …
     "repeat-flow",  # a probe that repeats an earlier probe of its case: same conntrack tuple
+    "replies",  # the answer to a forwarded probe, from whoever got it: ESTABLISHED, NAT undone on the way back
 )
 
 _HOOKS = {
@@ -1722,16 +1768,21 @@ def random_ruleset(seed: int, features=NETFILTER_FEATURES) -> GeneratedRuleset:
     return GeneratedRuleset(seed, "\n".join(text) + "\n", "\n".join(canonical) + "\n", grammar.f)
 
 
-def random_probes(seed: int, count: int = 4, features=NETFILTER_FEATURES) -> list[Probe]:
+def random_probes(seed: int, count: int = 4, features=NETFILTER_FEATURES) -> list:
     """`count` probes for one case, the same for the same seed: random protocol, source, destination and
     destination port (NF_PORTS); source ports and ICMP ids unique in the case (so NAT never has to choose
-    another port), except that with "repeat-flow" a probe may repeat an earlier one exactly."""
+    another port). With "repeat-flow" a probe may repeat an earlier one exactly; with "replies" an item may
+    be ReplyTo(k), the answer to request k (sent only if the router forwarded k)."""
     import random
 
     r = random.Random(seed)
-    probes: list[Probe] = []
+    probes: list = []
     used: set[int] = set()
     for _ in range(count):
+        requests = [i for i, p in enumerate(probes) if isinstance(p, Probe)]
+        if requests and "replies" in features and r.random() < 0.3:
+            probes.append(ReplyTo(r.choice(requests)))
+            continue
         if probes and "repeat-flow" in features and r.random() < 0.15:
             probes.append(r.choice(probes))
             continue
@@ -1914,6 +1965,7 @@ class NfKernelCase:
     seen: list[NfObservation]
     counters: str
     conntrack: str
+    probes: list[Probe] = field(default_factory=list)
 
 
 class NetfilterTwin(Twin):
@@ -1966,14 +2018,31 @@ class NetfilterTwin(Twin):
         self.netns_exec(NF_ROUTER, "conntrack", "-F", check=False)
         return strip_counters(self.counters()) if read else ""
 
-    def run_case(self, text: str, probes: list[Probe], per_probe: bool = False) -> NfKernelCase:
+    def run_case(self, text: str, probes: list, per_probe: bool = False) -> NfKernelCase:
         """One case: load the ruleset, send the probes in order, then read `iptables-save -c` (whose rules,
-        counters aside, are what was loaded) and `conntrack -L`. With per_probe, each observation also
-        carries the counters after its probe (one more `iptables-save -c` per probe)."""
+        counters aside, are what was loaded) and `conntrack -L`.
+
+        A ReplyTo(k) among the probes becomes the reply to what probe k became (see :func:`reply_to`), or
+        nothing when the router did not forward it; `probes` of the result are the probes really sent. With
+        per_probe, each observation also carries the counters after its probe.
+        """
         self.load(text, read=False)
-        seen = [self.send(probe, counters=per_probe) for probe in probes]
+        sent: list[Probe] = []
+        seen: list[NfObservation] = []
+        fate: list[NfObservation | None] = []  # per item of probes
+        for item in probes:
+            probe = item
+            if isinstance(item, ReplyTo):
+                earlier = fate[item.index] if 0 <= item.index < len(fate) else None
+                probe = reply_to(earlier) if earlier is not None else None
+            if probe is None:
+                fate.append(None)
+                continue
+            sent.append(probe)
+            seen.append(self.send(probe, counters=per_probe))
+            fate.append(seen[-1])
         counters = self.counters()
-        return NfKernelCase(strip_counters(counters), seen, counters, self.conntrack())
+        return NfKernelCase(strip_counters(counters), seen, counters, self.conntrack(), sent)
 
     def counters(self) -> str:
         """`iptables-save -c` of the router's filter and nat tables, in that order (comment lines left out)."""
@@ -1984,37 +2053,37 @@ class NetfilterTwin(Twin):
         return self.netns_exec(NF_ROUTER, "conntrack", "-L", check=False)
 
     def send(self, probe: Probe, counters: bool = True, timeout: float = 2.0) -> NfObservation:
-        """Send one probe from the client's eth0 and say what became of it (see NfObservation); with
-        counters, read `iptables-save -c` after it too (a run of many cases reads them once per case)."""
+        """Send one probe from its sender (the client, or the server for a reply on eth1) and say what became
+        of it (see NfObservation); with counters, read `iptables-save -c` after it too (a run of many cases
+        reads them once per case)."""
         from scapy.layers.inet import IP
         from scapy.layers.l2 import ARP, Ether
 
-        cmac, rmac = NF_MACS[NF_CLIENT, "eth0"], NF_MACS[NF_ROUTER, "eth0"]
-        sentinel = Ether(src=cmac, dst=rmac) / ARP(op=1, hwsrc=cmac, psrc="10.1.0.2", pdst="10.1.0.1")
-        client = self._agents[NF_CLIENT].ask(
+        sender, other = probe.sender, NF_SERVER if probe.sender == NF_CLIENT else NF_CLIENT
+        toward = {NF_CLIENT: "eth0", NF_SERVER: "eth1"}  # the router's device toward each end
+        mac, rmac = NF_MACS[sender, "eth0"], NF_MACS[NF_ROUTER, probe.iif]
+        own, router_ip = _NF_ENDS[sender]
+        sentinel = Ether(src=mac, dst=rmac) / ARP(op=1, hwsrc=mac, psrc=own, pdst=router_ip)
+        sent = self._agents[sender].ask(
             wait=timeout + 5,
             op="send",
             frame=probe.frame().hex(),
             sentinel=bytes(sentinel).hex(),
-            router="0a010001",
+            router=IPv4Address(router_ip).packed.hex(),
             timeout=timeout,
         )
-        if not client["sentinel"]:
+        if not sent["sentinel"]:
             raise TwinError(
                 f"the router did not answer the sentinel ARP request after {probe} within {timeout} s"
             )
-        server = self._agents[NF_SERVER].ask(op="drain")["frames"]
+        across = self._agents[other].ask(op="drain")["frames"]
         local = self._agents[NF_ROUTER].ask(op="drain")["frames"]
-        back = [Ether(bytes.fromhex(h))[IP] for h in client["frames"]]
-        answers = [p for p in back if is_answer(p)]
-        returned = [p for p in back if not is_answer(p)]
-        arrived = [Ether(bytes.fromhex(h))[IP] for h in server]
-        delivered = [IP(bytes.fromhex(h)) for h in local]
+        back = [Ether(bytes.fromhex(h))[IP] for h in sent["frames"]]
         seen: list[tuple[str, str | None, object]] = (
-            [("deliver", None, p) for p in delivered]
-            + [("forward", "eth1", p) for p in arrived]
-            + [("forward", "eth0", p) for p in returned]
-            + [("reject", None, p) for p in answers]
+            [("deliver", None, IP(bytes.fromhex(h))) for h in local]
+            + [("forward", toward[other], Ether(bytes.fromhex(h))[IP]) for h in across]
+            + [("forward", probe.iif, p) for p in back if not is_answer(p)]
+            + [("reject", None, p) for p in back if is_answer(p)]
         )
         counters = self.counters() if counters else ""
         if not seen:
@@ -2144,30 +2213,46 @@ def matched_rules(before: str, after: str) -> list[tuple[str, str, int]]:
 
 @dataclass
 class NfModelStep:
-    """What the model said for one probe: its TraceResult and `iptables-save -c` of its ruleset after it."""
+    """What the model said for one probe: the probe, its TraceResult, `iptables-save -c` of its ruleset after."""
 
+    probe: Probe
     result: object
     counters: str
 
 
-def model_case(text: str, probes: list[Probe]):
+def model_case(text: str, probes: list):
     """Run a case through the model: `parse_iptables_save(text)`, then `trace(ruleset, router, probe,
-    conntrack, iif="eth0")` for each probe in order, one Conntrack for the case (as the kernel's).
+    conntrack, iif=probe.iif)` for each probe in order, one Conntrack for the case (as the kernel's).
 
-    Returns (ruleset, conntrack, [NfModelStep per probe]). The router is `netfilter_topology()`'s.
+    A ReplyTo(k) is resolved from the model's own outcome of probe k (the kernel twin resolves it from the
+    kernel's: give the model the kernel's `probes` to compare). Returns (ruleset, conntrack, [NfModelStep
+    per probe sent]). The router is `netfilter_topology()`'s.
     """
     from labsupport.netfilter import Conntrack, parse_iptables_save, trace
 
     ruleset = parse_iptables_save(text)
     conntrack = Conntrack()
     router = netfilter_topology().namespaces[NF_ROUTER]
-    steps = []
-    for probe in probes:
+    steps: list[NfModelStep] = []
+    fate: list[NfModelStep | None] = []
+    for item in probes:
+        probe = item
+        if isinstance(item, ReplyTo):
+            earlier = fate[item.index] if 0 <= item.index < len(fate) else None
+            probe = reply_to(_as_observation(earlier)) if earlier is not None else None
+        if probe is None:
+            fate.append(None)
+            continue
         result = trace(ruleset, router, probe.packet(), conntrack, iif=probe.iif)
-        steps.append(
-            NfModelStep(result, select_tables(ruleset.to_iptables_save(counters=True), ("filter", "nat")))
-        )
+        counters = select_tables(ruleset.to_iptables_save(counters=True), ("filter", "nat"))
+        steps.append(NfModelStep(probe, result, counters))
+        fate.append(steps[-1])
     return ruleset, conntrack, steps
+
+
+def _as_observation(step: NfModelStep) -> NfObservation:
+    verdict, oif, after, answer = model_expectation(step.result)
+    return NfObservation(step.probe, verdict, oif=oif, after=after, answer=answer)
 
 
 def model_expectation(result) -> tuple[str, str | None, object, object]:
@@ -2318,6 +2403,7 @@ def run_netfilter_twin(ruleset: str, probes: list[Probe]) -> NetfilterReport:
     """
     report = NetfilterReport(ruleset, list(probes))
     _, model_ct, report.model = model_case(ruleset, report.probes)  # bad input: the model's clear error
+    report.probes = [step.probe for step in report.model]
     ok, reason = available()
     for tool, package in (("iptables-restore", "iptables"), ("conntrack", "conntrack")):
         if ok and shutil.which(tool) is None:
@@ -2328,7 +2414,9 @@ def run_netfilter_twin(ruleset: str, probes: list[Probe]) -> NetfilterReport:
     start = time.perf_counter()
     try:
         with NetfilterTwin() as twin:
-            report.kernel = twin.run_case(ruleset, report.probes, per_probe=True)
+            report.kernel = twin.run_case(ruleset, list(probes), per_probe=True)
+        report.probes = report.kernel.probes
+        _, model_ct, report.model = model_case(ruleset, report.probes)  # the replies the kernel's run sent
         report.diffs = compare_case(report.kernel, report.model, model_ct.show())
     except TwinError as exc:
         report.error = str(exc)

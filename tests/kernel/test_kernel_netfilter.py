@@ -134,10 +134,15 @@ class Case:
 
     seed: int
     ruleset: GeneratedRuleset
-    probes: list[Probe]
+    items: list  # random_probes: Probe or ReplyTo
     kernel: NfKernelCase | None = None
     model: list[NfModelStep] = field(default_factory=list)
     model_conntrack: str = ""
+
+    @property
+    def probes(self) -> list[Probe]:
+        """The probes really sent (a ReplyTo resolved from what the kernel did)."""
+        return self.kernel.probes
 
     @property
     def seen(self) -> list[NfObservation]:
@@ -162,7 +167,7 @@ def run(requires_netfilter) -> Run:
         for seed in range(CASES):
             ruleset = random_ruleset(seed, MODEL_SUPPORTS)
             case = Case(seed, ruleset, random_probes(seed, PROBES, MODEL_SUPPORTS))
-            case.kernel = twin.run_case(ruleset.text, case.probes)
+            case.kernel = twin.run_case(ruleset.text, case.items)
             record.cases.append(case)
     record.seconds["kernel"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -235,8 +240,11 @@ def test_the_rulesets_cover_every_feature(run: Run) -> None:
             assert len(re.findall(sign, corpus, re.MULTILINE)) >= 10, feature
     text = "".join(c.ruleset.text for c in run.cases)
     assert "--or-mark" in text and " -p tcp --dport" in text, "aliases"  # spellings iptables-save rewrites
-    repeats = sum(len(set(c.probes)) < len(c.probes) for c in run.cases)
-    assert repeats >= 10, "repeat-flow"
+    requests = [[p for p in c.probes if not p.reply] for c in run.cases]
+    assert sum(len(set(r)) < len(r) for r in requests) >= 10, "repeat-flow"
+    replies = [o for c in run.cases for o in c.seen if o.probe.reply]
+    assert len(replies) >= 40, "replies"
+    assert Counter(o.probe.iif for o in replies).keys() == {"eth0", "eth1"}
 
 
 def test_every_ruleset_loads_as_iptables_save_prints_it(run: Run) -> None:
@@ -267,7 +275,7 @@ def test_the_kernel_did_everything_at_least_a_few_times(run: Run) -> None:
         )
         assert answers[(6, "rst")] >= 5 and answers[(1, 3)] >= 10, answers
     assert sum(c.kernel.conntrack.count("\n") >= 2 for c in run.cases) >= 100
-    assert len(run.cases) * PROBES == len(seen) >= 200
+    assert len(seen) >= 200
 
 
 # --- the model against the kernel --------------------------------------------------------------------------
@@ -366,7 +374,13 @@ def test_a_disagreement_prints_one_block_that_reproduces_it(run: Run) -> None:
             if name == "RULESET":
                 values[name] = ast.literal_eval(node.value)
             elif name == "PROBES":
-                values[name] = [Probe(*(ast.literal_eval(a) for a in call.args)) for call in node.value.elts]
+                values[name] = [
+                    Probe(
+                        *(ast.literal_eval(a) for a in call.args),
+                        **{k.arg: ast.literal_eval(k.value) for k in call.keywords},
+                    )
+                    for call in node.value.elts
+                ]
     assert values == {"RULESET": case.ruleset.text, "PROBES": case.probes}
 
 
@@ -401,7 +415,8 @@ def test_run_netfilter_twin_agrees_on_a_small_case(requires_netfilter) -> None:
     text = random_ruleset(3, MODEL_SUPPORTS).text
     report = run_netfilter_twin(text, random_probes(3, 3, MODEL_SUPPORTS))
     assert report.agrees, str(report)
-    assert str(report).count("model agrees") == 3 and "conntrack -L: agrees" in str(report)
+    assert str(report).count("model agrees") == len(report.probes) >= 2
+    assert "conntrack -L: agrees" in str(report)
 
 
 def test_run_netfilter_twin_says_why_it_is_skipped(monkeypatch) -> None:
@@ -453,7 +468,7 @@ def left_behind(prefix: str) -> list[str]:
     return [n for n in netns_list() if n.startswith(prefix)]
 
 
-def _case(seed: int) -> tuple[str, list[Probe]]:
+def _case(seed: int) -> tuple[str, list]:
     return random_ruleset(seed).text, random_probes(seed)
 
 
@@ -463,11 +478,7 @@ def test_a_differential_run_leaves_the_root_namespace_as_it_was(requires_netfilt
         prefix = twin.prefix
         assert sorted(left_behind(prefix)) == sorted(twin.names.values())
         for seed in range(5):
-            text, probes = _case(seed)
-            twin.load(text)
-            for probe in probes:
-                twin.send(probe)
-            twin.conntrack()
+            twin.run_case(*_case(seed), per_probe=True)
         agents = [p.pid for p in twin._procs]
         assert len(agents) == 3
         # every command ran inside one of the twin's own namespaces
@@ -487,9 +498,7 @@ def test_an_error_in_the_middle_of_a_run_cleans_up(requires_netfilter) -> None:
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(TwinError, match="iptables-restore"), NetfilterTwin() as twin:
         prefix = twin.prefix
-        text, probes = _case(3)
-        twin.load(text)
-        twin.send(probes[0])
+        twin.run_case(*_case(3))
         twin.load("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n")
     assert left_behind(prefix) == []
     assert root_snapshot() == before
@@ -510,9 +519,7 @@ with NetfilterTwin() as twin:
     print(twin.prefix, " ".join(str(p.pid) for p in twin._procs), flush=True)
     seed = 0
     while True:  # a differential run that never ends, until a signal stops it
-        twin.load(random_ruleset(seed).text)
-        for probe in random_probes(seed):
-            twin.send(probe)
+        twin.run_case(random_ruleset(seed).text, random_probes(seed))
         seed += 1
 """
 
