@@ -101,6 +101,39 @@ def bench_twin(repeat: int = 5) -> list[str]:
     ]
 
 
+def bench_netfilter_twin(cases: int = 40) -> list[str]:
+    """The netfilter twin: one case (iptables-restore, its probes, iptables-save -c, conntrack -L) on the
+    real kernel, the same case through the model, and the twin's build and cleanup (needs root)."""
+    from labsupport import kernel
+
+    ok, why = kernel.available()
+    if not ok:
+        return [f"{'netfilter twin: one case on the kernel':<58} skipped: {why}"]
+    start = time.perf_counter()
+    kernel_times, model_times, probes, agreed = [], [], 0, 0
+    with kernel.NetfilterTwin() as twin:
+        built = time.perf_counter() - start
+        for seed in range(cases):
+            ruleset, items = kernel.random_ruleset(seed).text, kernel.random_probes(seed)
+            t = time.perf_counter()
+            case = twin.run_case(ruleset, items)
+            kernel_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _, conntrack, steps = kernel.model_case(ruleset, case.probes)
+            model_times.append(time.perf_counter() - t)
+            probes += len(case.probes)
+            agreed += not kernel.compare_case(case, steps, conntrack.show())
+        t = time.perf_counter()
+    cleanup = time.perf_counter() - t
+    return [
+        _line("netfilter twin: one case on the kernel", kernel_times)
+        + f"   {probes / cases:.1f} probes/case; all features: {agreed}/{cases} cases agree",
+        _line("netfilter twin: the same case through the model", model_times),
+        _line("netfilter twin: build (3 namespaces, 3 observers)", [built]),
+        _line("netfilter twin: cleanup", [cleanup]),
+    ]
+
+
 def _connects(tls, pki, repeat: int) -> list[float]:
     with tls.TLSServer(pki.server, client_ca=[pki.root], connections=repeat) as server:
         return _timings(lambda: tls.connect(server.port, [pki.root], identity=pki.client), repeat)
@@ -164,7 +197,7 @@ def main() -> None:
     """Run every benchmark and print one line each."""
     print(f"Kubernetes Networking 101 benchmarks ({os.cpu_count()} cores, Python {sys.version.split()[0]})")
     print(bench_import())
-    for line in bench_models() + bench_x509() + bench_widgets() + bench_twin() + bench_labs():
+    for line in bench_models() + bench_x509() + bench_widgets() + bench_twin() + bench_netfilter_twin() + bench_labs():
         print(line)
     if os.environ.get("BENCH_QUICK") == "1":
         print("cold make book / make test: skipped (BENCH_QUICK=1)")
