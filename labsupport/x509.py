@@ -40,6 +40,7 @@ import hashlib
 import ipaddress
 import math
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -1022,9 +1023,23 @@ def _touched(cert):
     return cert
 
 
+def _serial_of(cert) -> int:
+    """The serial number, negative or zero ones included: RFC 5280 forbids them, but OpenSSL reads and prints
+    them (with "(Negative)"), so the model does too, without the cryptography package's deprecation warning."""
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return cert.serial_number
+
+
 def _load_der_cert(der: bytes):
     cx, *_ = _crypto()
-    return _touched(cx.load_der_x509_certificate(der))
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return _touched(cx.load_der_x509_certificate(der))
 
 
 def _p7b_certificates(der: bytes) -> list:
@@ -1545,7 +1560,7 @@ def _serial_line(serial: int) -> list[str]:
     if len(magnitude) <= 8 and abs(serial) <= 2**63 - 1:
         sign = "-" if serial < 0 else ""
         return [f"        Serial Number: {sign}{abs(serial)} ({sign}0x{abs(serial):x})"]
-    return ["        Serial Number:" + (" (Negative)" if serial < 0 else ""), " " * 12 + _hex(magnitude)]
+    return ["        Serial Number:", " " * 12 + (" (Negative)" if serial < 0 else "") + _hex(magnitude)]
 
 
 def text(cert) -> str:
@@ -1563,7 +1578,7 @@ def text(cert) -> str:
     alg = _SIG_NAMES.get(cert.signature_algorithm_oid.dotted_string, cert.signature_algorithm_oid.dotted_string)
     version = cert.version.value
     lines = ["Certificate:", "    Data:", f"        Version: {version + 1} (0x{version:x})",
-             *_serial_line(cert.serial_number), f"        Signature Algorithm: {alg}",
+             *_serial_line(_serial_of(cert)), f"        Signature Algorithm: {alg}",
              f"        Issuer: {name_text(cert.issuer)}", "        Validity",
              f"            Not Before: {_asn1_time(cert.not_valid_before_utc)}",
              f"            Not After : {_asn1_time(cert.not_valid_after_utc)}",
@@ -1622,7 +1637,7 @@ def _akid_ok(issuer, subject) -> bool:
     if aki.key_identifier is not None and ski is not None and aki.key_identifier != ski.digest:
         return False
     serial = aki.authority_cert_serial_number
-    return serial is None or serial == issuer.serial_number
+    return serial is None or serial == _serial_of(issuer)
 
 
 def _issued(issuer, subject) -> bool:

@@ -125,6 +125,14 @@ def test_text_of_unusual_extensions_and_names(openssl) -> None:
         assert X.text(cert) == openssl_text(openssl, X.to_pem(cert))
 
 
+def test_text_of_a_negative_serial(openssl) -> None:
+    # RFC 5280 forbids it, OpenSSL reads and prints it: so does the model (without a warning).
+    der = bytearray(X.to_der(X.build_pki().server.cert))
+    der[der.index(bytes([0x02, 0x10])) + 2] |= 0x80  # the serial's first byte: now a negative INTEGER
+    assert X.text(bytes(der)) == openssl_text(openssl, X.der_to_pem(bytes(der)))
+    assert "(Negative)" in X.text(bytes(der))
+
+
 def test_text_of_the_notes_certificates(openssl, tmp_path) -> None:
     # The notes' script, run by openssl itself (a 2048-bit CA key to keep it quick): the CA is version 3
     # with SKI, AKI and basicConstraints; `x509 -req` without -extfile makes version 1 leaves.
