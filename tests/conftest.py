@@ -106,6 +106,15 @@ def requires_chromium() -> str:
     return chromium_path()
 
 
+@pytest.fixture(scope="session")
+def requires_openssl() -> str:
+    """Skip (or fail under CI) unless the `openssl` command is installed; returns its path."""
+    path = shutil.which("openssl")
+    if path is None:
+        skip_or_fail("needs the `openssl` command (Debian package openssl)")
+    return path
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kernel_dir = ROOT / "tests" / "kernel"
     for item in items:

@@ -43,7 +43,8 @@ def draw_chain(identity: x509.Identity, result: x509.VerifyResult | None = None)
             svg.text(34, y + 42, f"issuer: {issuer}", 11, "start", "#444"),
             svg.text(
                 34, y + 60,
-                ("CA:TRUE" if is_ca else "CA:FALSE") + f" · valid {cert.not_valid_before_utc:%Y-%m-%d}"
+                ("CA:TRUE" if is_ca else "CA:FALSE") + f" · {x509.key_kind(cert.public_key())} key"
+                f" · valid {cert.not_valid_before_utc:%Y-%m-%d}"
                 f" → {cert.not_valid_after_utc:%Y-%m-%d}",
                 10, "start", "#555",
             ),
@@ -112,8 +113,8 @@ def render_workshop(key: str, profile: str, validity: str, issuer: str, names: s
     return [
         Html(draw_chain(identity, result).markup),
         Tabs({
-            "openssl verify": Text("\n".join([command, *result.lines()])),
             "openssl x509 -text -noout": Text(x509.text(identity.cert)),
+            "openssl verify": Text("\n".join([command, *result.lines()])),
             "PEM": Text(identity.cert_pem().decode()),
         }),
     ]
