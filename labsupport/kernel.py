@@ -17,7 +17,18 @@ Safety (see the course's "Safety of the kernel twins"):
 - namespaces of earlier runs whose process is gone are swept at start; everything is removed on
   exit, on error, on SIGINT/SIGTERM and at interpreter exit.
 
-No IPython import; needs root, iproute2, iputils `ping` and (for captures) tcpdump.
+The netfilter chapter's twin (:class:`NetfilterTwin`) is a Twin of :func:`netfilter_topology`: a client,
+a router and a server. It loads a filter + nat ruleset into the router (`ip netns exec ROUTER
+iptables-restore`), sends probes from the client (or replies from whoever got them), and reads what
+happened: which rules counted them (`iptables-save -c`), whether they were delivered, forwarded (with
+their addresses after NAT) or rejected (with REJECT's answer), and `conntrack -L`. :func:`random_ruleset`
+is a seeded grammar of valid rules; :func:`model_case` runs the same case through
+`labsupport.netfilter`, :func:`compare_case` says where they differ, :func:`run_netfilter_twin` is the
+one call a lab makes. The safety above holds as is: the observers are processes of the twin, every
+iptables and conntrack command runs inside the twin's router.
+
+No IPython import; needs root, iproute2, iputils `ping` and (for captures) tcpdump; the netfilter twin
+also iptables (iptables-restore, iptables-save) and conntrack.
 """
 
 from __future__ import annotations
@@ -2425,18 +2436,38 @@ def run_netfilter_twin(ruleset: str, probes: list[Probe]) -> NetfilterReport:
 
 
 __all__ = [
+    "NETFILTER_FEATURES",
+    "GeneratedRuleset",
+    "NetfilterReport",
+    "NetfilterTwin",
+    "NfKernelCase",
+    "NfModelStep",
+    "NfObservation",
+    "Probe",
+    "ReplyTo",
     "Twin",
     "TwinError",
     "TwinReport",
     "UdpResult",
     "available",
     "compare",
+    "compare_case",
+    "compare_conntrack",
     "compare_frames",
+    "compare_probe",
     "compare_route_get",
+    "counter_differences",
     "frame_fields",
+    "model_case",
     "model_frames_on",
+    "netfilter_topology",
     "new_prefix",
+    "parse_counters",
     "parse_ip_json",
+    "random_probes",
+    "random_ruleset",
+    "reproducer",
+    "run_netfilter_twin",
     "run_twin",
     "sweep_stale",
 ]
