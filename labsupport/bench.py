@@ -34,7 +34,7 @@ def _line(name: str, seconds: list[float], goal: float | None = None) -> str:
     ms = sorted(s * 1000 for s in seconds)
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     verdict = "" if goal is None else ("  ok" if p95 <= goal * 1000 else f"  OVER the {goal * 1000:.0f} ms goal")
-    return f"{name:<58} median {statistics.median(ms):8.1f} ms   p95 {p95:8.1f} ms   (n={len(ms)}){verdict}"
+    return f"{name:<68} median {statistics.median(ms):8.1f} ms   p95 {p95:8.1f} ms   (n={len(ms)}){verdict}"
 
 
 def bench_import(repeat: int = 7) -> str:
@@ -49,6 +49,7 @@ def bench_import(repeat: int = 7) -> str:
 
 def bench_widgets(repeat: int = 25) -> list[str]:
     """Control changes of every lab widget, driven with `Explorable.set` as a learner's click would."""
+    from labsupport import tls
     from labsupport.views import pod_network as views
     from labsupport.views.quiz import Question, quiz
 
@@ -65,6 +66,24 @@ def bench_widgets(repeat: int = 25) -> list[str]:
                   for s in ("pod-a", "pod-b", "node-1") for d in ("pod-b", "pod-c", "8.8.8.8")])
     lines.append(_line("pod-network 'A packet's way': from/to (precomputed)",
                        _timings(lambda: walk_ui.set(**next(pairs)), repeat), goal=0.05))
+    from labsupport.views import x509 as x509_views
+
+    workshop = x509_views.certificate_workshop()
+    settings = iter([{"key": k, "validity": v} for _ in range(repeat) for k in ("ed25519", "ec")
+                     for v in x509_views.VALIDITY])
+    lines.append(_line("x509 'Certificate workshop': key/usage/validity/issuer (precomputed)",
+                       _timings(lambda: workshop.set(**next(settings)), repeat), goal=0.05))
+    hosts = iter(["localhost", "wrong.example", "127.0.0.1", "api.lab.example"] * repeat)
+    lines.append(_line("x509 'Certificate workshop': host typed (live re-render)",
+                       _timings(lambda: workshop.set(hostname=next(hosts)), repeat), goal=0.05))
+    names = iter(["localhost, 127.0.0.1", "api.lab.example", "*.lab.example, 10.0.0.1"] * repeat)
+    lines.append(_line("x509 'Certificate workshop': SAN names typed (live re-render)",
+                       _timings(lambda: workshop.set(names=next(names)), repeat), goal=0.05))
+    matrix = x509_views.handshake_matrix()
+    cases = iter([{"case": c.name, "version": v} for _ in range(repeat) for c in tls.TLS_CASES[:3]
+                  for v in ("TLSv1.2", "TLSv1.3")])
+    lines.append(_line("x509 'Handshake matrix': case/version (precomputed)",
+                       _timings(lambda: matrix.set(**next(cases)), repeat), goal=0.05))
     question = quiz(Question("q", ("a", "b", "c"), 1, "why")).children[0]
     answers = iter([0, 1, 2] * repeat)
     lines.append(_line("pod-network quiz: answer chosen (precomputed)",
@@ -91,7 +110,7 @@ def bench_twin(repeat: int = 5) -> list[str]:
 
     ok, why = kernel.available()
     if not ok:
-        return [f"{'kernel twin run_twin(3 pods)':<58} skipped: {why}"]
+        return [f"{'kernel twin run_twin(3 pods)':<68} skipped: {why}"]
     node = pn.build_node(pods=3)
     reports = [kernel.run_twin(node, "pod-a", "pod-b") for _ in range(repeat)]
     agreed = sum(r.agrees for r in reports)
@@ -108,7 +127,7 @@ def bench_netfilter_twin(cases: int = 40) -> list[str]:
 
     ok, why = kernel.available()
     if not ok:
-        return [f"{'netfilter twin: one case on the kernel':<58} skipped: {why}"]
+        return [f"{'netfilter twin: one case on the kernel':<68} skipped: {why}"]
     start = time.perf_counter()
     kernel_times, model_times, probes, agreed = [], [], 0, 0
     with kernel.NetfilterTwin() as twin:
@@ -186,7 +205,7 @@ def bench_cold_make() -> list[str]:
             done = subprocess.run(["make", target], cwd=clone, capture_output=True, text=True, check=False)
             elapsed = time.perf_counter() - start
             status = "passed" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
-            lines.append(f"{'cold make ' + target:<58} {elapsed:8.1f} s   {status}")
+            lines.append(f"{'cold make ' + target:<68} {elapsed:8.1f} s   {status}")
             if done.returncode != 0:
                 lines.append(done.stdout[-2000:] + done.stderr[-2000:])
                 break

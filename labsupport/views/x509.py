@@ -6,6 +6,7 @@ milliseconds; widgets are explorables, so they work on the static site as well a
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 
 from labsupport import tls, x509
@@ -112,12 +113,32 @@ def render_workshop(key: str, profile: str, validity: str, issuer: str, names: s
               f"-purpose {purpose} {target} cert.pem".replace("  ", " ")
     return [
         Html(draw_chain(identity, result).markup),
+        Html(download_links(identity)),
         Tabs({
             "openssl x509 -text -noout": Text(x509.text(identity.cert)),
             "openssl verify": Text("\n".join([command, *result.lines()])),
             "PEM": Text(identity.cert_pem().decode()),
         }),
     ]
+
+
+def download_links(identity: x509.Identity) -> str:
+    """Links that save the certificate as .pem, .der and (with its chain) .p7b, from the page itself
+    (data: URLs: they work on the static site too). The private key is never offered."""
+    import base64
+
+    name = (x509.name_text(identity.cert.subject).rsplit("= ", 1)[-1] or "certificate").replace("*", "star")
+    files = {
+        f"{name}.pem": ("application/x-pem-file", identity.cert_pem()),
+        f"{name}.der": ("application/pkix-cert", x509.to_der(identity.cert)),
+        f"{name}.p7b": ("application/x-pkcs7-certificates", x509.to_p7b(identity.full_chain)),
+    }
+    links = " · ".join(
+        f'<a download="{html.escape(filename)}" href="data:{mime};base64,{base64.b64encode(data).decode()}">'
+        f"{html.escape(filename)}</a>"
+        for filename, (mime, data) in files.items()
+    )
+    return f'<div class="lab-downloads">Download: {links}</div>'
 
 
 def certificate_workshop():
