@@ -407,6 +407,7 @@ class Match:
     def __init__(self, line: int | None = None) -> None:
         self.line = line
         self.seen: set[str] = set()
+        self.rule: Rule | None = None  # the rule being read (some options check what came before them)
 
     def option(self, opt: str, args: list[str], invert: bool) -> None:
         """Take one option (its canonical long name) with its arguments."""
@@ -445,8 +446,9 @@ class Match:
         """The words `iptables -L` shows for this match."""
         return ""
 
-    def _need(self, rule: Rule, protos: tuple[int, ...], message: str) -> None:
-        if rule.proto not in protos or rule.proto_inv:
+    def _need(self, rule: Rule, protos: tuple[int, ...], message: str, allow_inverted: bool = True) -> None:
+        # iptables-nft turns tcp/udp/icmp into payload matches: `! -p tcp -m tcp` loads (the legacy kernel refuses it)
+        if rule.proto not in protos or (rule.proto_inv and not allow_inverted):
             raise _err(self.line, f"-m {self.name}", message, self.name)
 
 
@@ -632,10 +634,8 @@ class IcmpMatch(Match):
             (p.itype == itype and lo <= p.icode <= hi) != inv)
 
     def describe(self) -> str:
-        if self.type == 0xFF:
-            return f"icmp {'!' if self.inv else ''}any"
         code = "" if self.codes == (0, 0xFF) else f" code {self.codes[0]}"
-        return f"icmp{' !' if self.inv else ''}type {self.type}{code}" if self.inv else f"icmptype {self.type}{code}"
+        return f"icmp{' !' if self.inv else ''}type {self.type}{code}"
 
 
 def parse_icmp_type(text: str, line: int | None = None) -> tuple[int, int, int]:
@@ -674,6 +674,10 @@ class MultiportMatch(Match):
         self.inv = False
 
     def parse(self, opt: str, args: list[str], invert: bool) -> None:
+        if self.rule is not None:  # libxt_multiport checks the protocol given so far, when it reads its ports
+            self._need(self.rule, (6, 17, 33, 132, 136), "-p tcp, -p udp, -p udplite, -p sctp or -p dccp before "
+                       "-m multiport's ports (multiport needs `-p tcp', `-p udp', `-p udplite', `-p sctp' or `-p dccp')",
+                       allow_inverted=False)
         if self.kind is not None:
             names = {"sports": "--source-ports", "dports": "--destination-ports", "ports": "--ports"}
             raise _err(self.line, f"--{opt}", f'option "{names[opt]}" cannot be used together with '
@@ -700,7 +704,7 @@ class MultiportMatch(Match):
         if self.kind is None:
             raise _err(self.line, "-m multiport", "one of --sports, --dports or --ports", "multiport")
         self._need(rule, (6, 17, 33, 132, 136),
-                   "-p tcp, -p udp, -p udplite, -p sctp or -p dccp before -m multiport")
+                   "-p tcp, -p udp, -p udplite, -p sctp or -p dccp before -m multiport", allow_inverted=False)
 
     def save(self) -> str:
         ports = ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in self.ports)
@@ -721,7 +725,7 @@ class MultiportMatch(Match):
 
     def describe(self) -> str:
         ports = ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in self.ports)
-        return f"multiport {self.kind} {'! ' if self.inv else ''}{ports}"
+        return f"multiport {self.kind} {' !' if self.inv else ''}{ports}"
 
 
 class CommentMatch(Match):
@@ -831,10 +835,7 @@ class ConntrackMatch(Match):
         return _all_of(tests)
 
     def describe(self) -> str:
-        if "ctstate" in self.values:
-            names = ",".join(n for n in _CTSTATE_ORDER if self.values["ctstate"] & CTSTATE_NAMES[n])
-            return f"ctstate {'! ' if 'ctstate' in self.inv else ''}{names}"
-        return "conntrack" + self.save()
+        return self.save().replace(" --", " ").strip()
 
 
 def _ctstate_bits(p) -> int:
@@ -903,7 +904,7 @@ class StateMatch(Match):
         return lambda p: bool(p.ctstate & bits) != inv
 
     def describe(self) -> str:
-        return f"state {'! ' if self.inv else ''}" + ",".join(n for n in _STATE_ORDER if self.bits & CTSTATE_NAMES[n])
+        return self.save().replace(" --", " ").strip()
 
 
 class MarkMatch(Match):
@@ -1443,7 +1444,8 @@ class _Nat(Target):
                                   flags["persistent"])
 
     def finish(self, rule: Rule) -> None:
-        if self.range.min_port is not None and (rule.proto not in (6, 17, 33, 132) or rule.proto_inv):
+        # libxt_NAT/REDIRECT/MASQUERADE: ports need -p tcp, udp, sctp, dccp or icmp (the echo id); `!` is not looked at
+        if self.range.min_port is not None and rule.proto not in (6, 17, 33, 132, 1):
             raise _err(self.line, self.range.text() or self.range.ports_text(),
                        "-p tcp, udp, sctp or dccp in a rule that maps ports "
                        "(Need TCP, UDP, SCTP or DCCP with port specification)", self.name)
@@ -1568,7 +1570,9 @@ class CtTarget(Target):
         return V_CONTINUE
 
     def describe(self) -> str:
-        return "NOTRACK" if "notrack" in self.seen or self.name == "NOTRACK" else "CT"
+        if self.name == "NOTRACK":
+            return "NOTRACK"
+        return "CT notrack" if "notrack" in self.seen else "CT"
 
 
 class NotrackTarget(CtTarget):
@@ -1597,12 +1601,9 @@ TARGETS: dict[str, type[Target]] = {
     cls.name: cls for cls in (RejectTarget, LogTarget, MarkTarget, DnatTarget, SnatTarget, MasqueradeTarget,
                               RedirectTarget, CtTarget, NotrackTarget, TraceTarget)
 }
-# Names a user chain may not take: the standard verdicts and targets iptables knows (xtables_find_target).
-_RESERVED_TARGETS = frozenset(TARGETS) | {"ACCEPT", "DROP", "RETURN", "QUEUE", "CONNMARK", "CHECKSUM", "CLASSIFY",
-                                          "DSCP", "ECN", "HMARK", "IDLETIMER", "LED", "NETMAP", "NFLOG", "NFQUEUE",
-                                          "SECMARK", "CONNSECMARK", "SET", "SYNPROXY", "TCPMSS", "TCPOPTSTRIP", "TEE",
-                                          "TOS", "TPROXY", "TTL", "ULOG", "AUDIT", "CLUSTERIP", "RATEEST", "STANDARD",
-                                          "ERROR", "LOGMARK", "MIRROR", "SAME", "TARPIT", "IPMARK", "CONNLIMIT"}
+# Names a user chain may not take: the standard verdicts (iptables-restore also refuses the name of a target
+# extension it has already loaded, e.g. `-N MARK` after a `-j MARK` rule; the model does not follow that).
+_RESERVED_TARGETS = frozenset({"ACCEPT", "DROP", "QUEUE", "RETURN"})
 
 
 # --- rules, chains, tables ----------------------------------------------------------------------
@@ -1883,10 +1884,10 @@ class Ruleset:
                 head = f"Chain {c.name} (policy {c.policy} {c.counters.packets} packets, {c.counters.bytes} bytes)"
             else:
                 head = f"Chain {c.name} ({refs.get(c.name, 0)} references)"
-            num = "num   " if line_numbers else ""
+            num = "num  " if line_numbers else ""
             lines = [head, f"{num}    pkts      bytes target     prot opt in     out     source               destination"]
             for i, rule in enumerate(c.rules, 1):
-                lines.append((f"{i:<5} " if line_numbers else "") + _list_line(rule))
+                lines.append((f"{i:<4} " if line_numbers else "") + _list_line(rule))
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
@@ -1901,22 +1902,23 @@ def _references(table: Table) -> dict[str, int]:
 
 
 def _list_line(rule: Rule) -> str:
-    """One rule as `iptables -L -n -v -x` prints it."""
+    """One rule as `iptables -L -n -v -x` prints it (print_firewall), without the trailing blanks."""
     def addr(value, inv):
         text = "0.0.0.0/0" if value is None else (
             int_to_ip(value[0]) if value[1] == 0xFFFFFFFF else format_address(*value))
-        return ("!" if inv else "") + text
+        return ("!" if inv else " ") + f"{text:<19} "
 
-    prot = ("!" if rule.proto_inv else "") + (str(rule.proto) if rule.proto else "0")
+    def iface(name, inv):
+        return ("!" if inv else "") + (name if name not in (None, "+") or inv else "*")
+
     opt = ("!" if rule.frag is False else "-") + ("f" if rule.frag is not None else "-")
-    iif = ("!" if rule.iif_inv else "") + (rule.iif or "*")
-    oif = ("!" if rule.oif_inv else "") + (rule.oif or "*")
-    target = rule.target or ""
-    text = (f"{rule.counters.packets:8} {rule.counters.bytes:10} {target:<10} {prot:<4} {opt:<3} {iif:<6} {oif:<6} "
-            f"{addr(rule.src, rule.src_inv):<20} {addr(rule.dst, rule.dst_inv):<20}")
+    target = "CT" if rule.target == "NOTRACK" else rule.target or ""  # NOTRACK is CT's alias in the kernel
+    text = (f"{rule.counters.packets:8} {rule.counters.bytes:8} {target:<9} "
+            f"{'!' if rule.proto_inv else ' '}{rule.proto:<5}{opt} "
+            f" {iface(rule.iif, rule.iif_inv):<6} {iface(rule.oif, rule.oif_inv):<6} "
+            f"{addr(rule.src, rule.src_inv)}{addr(rule.dst, rule.dst_inv)}" + ("[goto] " if rule.goto else ""))
     extra = [m.describe() for m in rule.matches] + ([rule.ext.describe()] if rule.ext is not None else [])
-    extra = [e for e in extra if e]
-    return (text + " " + " ".join(extra)).rstrip() if extra else text.rstrip()
+    return (text + "".join(f" {e}" for e in extra if e)).rstrip()
 
 
 # --- reading iptables-save / iptables-restore text and iptables commands --------------------------
@@ -1994,8 +1996,9 @@ class _RuleReader:
             raise self.err(f"--{name}", "an unambiguous option (it abbreviates "
                            + " and ".join(sorted(f"--{c}" for _, c in found)) + ")")
         implicit = _IMPLICIT.get(self.rule.proto)
-        if implicit and not self.rule.proto_inv and not any(m.name == implicit for m in self.rule.matches):
+        if implicit and not any(m.name == implicit for m in self.rule.matches):
             match = MATCHES[implicit](self.line)
+            match.rule = self.rule
             if name in match.OPTIONS or name in match.ALIASES or any(o.startswith(name) for o in match.OPTIONS):
                 self.rule.matches.append(match)
                 return self.resolve(name)
@@ -2102,12 +2105,17 @@ class _RuleReader:
             if invert and rule.proto == 0:
                 raise self.err(args[0], "a protocol other than all after ! -p (rule would never match protocol)")
         elif opt in ("in-interface", "out-interface"):
-            name = _check_ifname(args[0], self.line, "-i" if opt == "in-interface" else "-o")
+            flag = "-i" if opt == "in-interface" else "-o"
+            if opt in self.rule_options[:-1]:
+                raise self.err(flag, f"one {flag} per rule (multiple {flag} flags not allowed)")
+            name = _check_ifname(args[0], self.line, flag)
             if opt == "in-interface":
                 rule.iif, rule.iif_inv = name, invert
             else:
                 rule.oif, rule.oif_inv = name, invert
         elif opt == "fragment":
+            if opt in self.rule_options[:-1]:
+                raise self.err("-f", "one -f per rule (multiple -f flags not allowed)")
             rule.frag = not invert
         elif opt == "match":
             name = args[0]
@@ -2121,7 +2129,9 @@ class _RuleReader:
                 rule.matches.append(existing)
                 existing.seen.clear()  # options given again override (last one wins)
                 return
-            rule.matches.append(cls(self.line))
+            match = cls(self.line)
+            match.rule = rule
+            rule.matches.append(match)
         elif opt in ("jump", "goto"):
             if rule.target is not None:
                 raise self.err(args[0], "one -j or -g per rule (multiple -j flags not allowed)")
