@@ -630,12 +630,13 @@ def private_key_pem(key) -> bytes:
                              serialization.NoEncryption())
 
 
-def _serial(issuer_name, subject_name, public_key, not_before: datetime) -> int:
-    """A serial number derived from what the certificate says: 16 bytes, positive, never zero."""
-    digest = hashlib.sha256(
-        issuer_name.public_bytes() + subject_name.public_bytes() + _spki(public_key) + not_before.isoformat().encode()
-    ).digest()[:16]
-    return int.from_bytes(bytes([digest[0] & 0x7F | 0x01]) + digest[1:], "big")
+def _serial(issuer_name, subject_name, public_key, *details: object) -> int:
+    """A serial number derived from what the certificate says (issuer, subject, key, validity, profile,
+    names): 16 bytes, positive, never zero, and different for any two different certificates of a CA."""
+    text = "|".join(str(d) for d in details).encode()
+    digest = hashlib.sha256(issuer_name.public_bytes() + subject_name.public_bytes() + _spki(public_key) + text)
+    raw = digest.digest()[:16]
+    return int.from_bytes(bytes([raw[0] & 0x7F | 0x01]) + raw[1:], "big")
 
 
 def _validity(not_before: datetime, days: int) -> tuple[datetime, datetime]:
@@ -652,7 +653,9 @@ def _build_cert(subject_name, public_key, issuer_name, issuer_key, issuer_cert, 
         raise LabInputError("profile", profile, f"one of {', '.join(PROFILES)}")
     start, end = _validity(not_before, days)
     if serial is None:
-        serial = _serial(issuer_name, subject_name, public_key, start)
+        names = list(san) if san is not None else []
+        serial = _serial(issuer_name, subject_name, public_key, start.isoformat(), end.isoformat(), profile,
+                         path_length, names)
     elif not isinstance(serial, int) or serial < 1 or serial.bit_length() > 159:
         raise LabInputError("serial", serial, "a positive whole number of at most 159 bits (20 bytes)")
     ski = cx.SubjectKeyIdentifier.from_public_key(public_key)

@@ -39,7 +39,7 @@ Certificate:
     Data:
         Version: 3 (0x2)
         Serial Number:
-            5f:cc:06:0c:a3:0a:06:75:7b:f4:54:00:24:df:e9:44
+            77:6d:96:20:7b:73:a4:d6:d8:05:70:be:1c:79:9a:14
         Signature Algorithm: ED25519
         Issuer: CN = kubernetes
         Validity
@@ -69,10 +69,10 @@ Certificate:
 DNS:kubernetes.default.svc.cluster.local, IP Address:10.96.0.1, IP Address:192.168.56.10
     Signature Algorithm: ED25519
     Signature Value:
-        b6:24:af:01:6d:2b:d4:14:a7:b6:ca:8d:30:69:a3:76:18:fe:
-        ac:58:e6:34:cf:1f:60:03:a8:60:65:65:5c:ee:e8:a4:e0:bb:
-        5d:2f:31:02:ab:9b:f7:2c:0f:33:4b:1b:7f:4e:eb:88:6a:12:
-        0c:c9:b6:22:63:04:17:1b:f6:08"""
+        c8:04:d1:00:bf:cb:59:7d:53:24:43:d9:3d:1a:81:d4:41:ed:
+        cc:41:05:d1:fc:ff:fe:6a:6c:80:2c:d9:9a:c2:98:eb:0d:5f:
+        81:00:df:19:b0:d7:3e:68:8f:ca:45:e3:bb:02:1d:a3:2b:c3:
+        e9:ba:57:5e:f1:a0:94:af:86:02"""
 
 # What `openssl verify` printed for each case of X.verify_cases() (OpenSSL 3.0.22): (code, depth) per
 # error line, in order; [] means "cert.pem: OK".

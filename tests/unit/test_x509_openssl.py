@@ -314,16 +314,20 @@ class SServer:
         self.port = self._port()
 
     def _port(self) -> int:
-        deadline, seen = time.monotonic() + 10, b""
+        # Read the raw pipe (not the buffered file object, whose buffer select() cannot see) until the
+        # ACCEPT line names the port.
+        deadline, seen, fd = time.monotonic() + 10, b"", self.proc.stdout.fileno()
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
-                line = self.proc.stdout.readline()
-                seen += line
-                match = re.match(rb"ACCEPT 127\.0\.0\.1:(\d+)", line)
+                chunk = os.read(fd, 4096)
+                seen += chunk
+                match = re.search(rb"^ACCEPT 127\.0\.0\.1:(\d+)$", seen, re.MULTILINE)
                 if match:
                     return int(match.group(1))
-            if self.proc.poll() is not None:
+                if not chunk:
+                    break
+            elif self.proc.poll() is not None:
                 break
         self.stop()
         raise AssertionError(f"openssl s_server did not start: {seen!r}")
