@@ -3575,7 +3575,9 @@ class _Env:
             if p.proto == 1:
                 self.apply_nat(p, manip)
             return
-        if p.ctstate == CT_NEW and p.ctdir == 0 and manip not in ct.nat_done:
+        # a connection's first packet, or a packet RELATED to it that is not an ICMP error (REJECT's TCP reset),
+        # goes through the nat chain while the connection has no binding for this manip
+        if (p.ctstate == CT_NEW or p.ctstate == CT_RELATED) and manip not in ct.nat_done:
             verdict = self.run_chain(table, hook, p)
             if verdict != "ACCEPT":
                 raise _Drop("drop" if verdict == "DROP" else "reject", f"nat {hook}: {verdict}")
@@ -3606,25 +3608,7 @@ class _Env:
         """The packet's path through the hooks: (verdict, out device, reason)."""
         if local:
             p.local = True
-            decision = self.route(p.dst, p.src, None)
-            if decision is None:
-                return "drop", None, "no route to the destination (Network is unreachable)"
-            oif = "lo" if self.is_local(decision) else decision.route.dev
-            before = (p.dst, p.mark)
-            self.run_hook("OUTPUT", p, "", oif)
-            out = oif
-            if (p.dst, p.mark) != before:
-                decision = self.route(p.dst, p.src, None)
-                if decision is None:
-                    return "drop", None, "no route after the OUTPUT rewrite"
-                out = "lo" if self.is_local(decision) else decision.route.dev
-            self.run_hook("POSTROUTING", p, "", out)
-            if not self.is_local(decision):
-                return "output", out, ""
-            iif = "lo"
-            self.run_hook("PREROUTING", p, iif, "")
-            self.run_hook("INPUT", p, iif, "")
-            return "deliver", "lo", ""
+            return self.send_local(p)
         self.run_hook("PREROUTING", p, iif, "")
         decision = self.route(p.dst, p.src, iif)
         if decision is None:
@@ -3646,6 +3630,49 @@ class _Env:
         return "forward", oif, ""
 
 
+    def send_local(self, p: _Pkt) -> tuple[str, str | None, str]:
+        """A packet the host sends: routed, OUTPUT, rerouted if OUTPUT changed its destination or mark,
+        POSTROUTING; to one of the host's own addresses it comes back in over lo (PREROUTING, INPUT)."""
+        decision = self.route(p.dst, p.src, None)
+        if decision is None:
+            return "drop", None, "no route to the destination (Network is unreachable)"
+        oif = "lo" if self.is_local(decision) else decision.route.dev
+        before = (p.dst, p.mark)
+        self.run_hook("OUTPUT", p, "", oif)
+        out = oif
+        if (p.dst, p.mark) != before:
+            decision = self.route(p.dst, p.src, None)
+            if decision is None:
+                return "drop", None, "no route after the OUTPUT rewrite"
+            out = "lo" if self.is_local(decision) else decision.route.dev
+        self.run_hook("POSTROUTING", p, "", out)
+        if not self.is_local(decision):
+            return "output", out, ""
+        self.run_hook("PREROUTING", p, "lo", "")
+        self.run_hook("INPUT", p, "lo", "")
+        return "deliver", "lo", ""
+
+    def send_reply(self, p: _Pkt) -> str:
+        """REJECT's answer leaves like any packet the host sends (raw, mangle, nat, filter, security OUTPUT,
+        then POSTROUTING), attached to the rejected packet's connection as RELATED in the other direction
+        (nf_ct_attach): NAT is undone on it as on a reply. Returns why it did not leave, or ''."""
+        reply = self.reply
+        q = _pkt_from_ip(reply)
+        q.env = self
+        if p.ct is not None:
+            q.ct, q.ctdir, q.ctstate = p.ct, 1 - p.ctdir, CT_RELATED
+            q.related = q.proto == 1  # an ICMP error is translated, quote and all, never run through nat
+        try:
+            verdict, _, reason = self.send_local(q)
+        except _Drop as drop:
+            verdict, reason = "drop", drop.reason
+        if verdict == "drop":
+            self.reply = None
+            return f"its answer was dropped: {reason}"
+        self.reply = _pkt_to_ip(q, reply)
+        return ""
+
+
 def trace(ruleset: Ruleset, host, packet, conntrack: Conntrack | None = None, counters: bool = True, *,
           iif: str | None = None, local: bool | None = None, mark: int = 0) -> TraceResult:
     """Walk one packet through a host's netfilter hooks as the kernel does.
@@ -3658,7 +3685,8 @@ def trace(ruleset: Ruleset, host, packet, conntrack: Conntrack | None = None, co
     Known simplifications: TRACE lines are written for every packet, as if a raw-table TRACE rule
     had marked it at the first hook, and without the MAC= the kernel prints for received packets;
     TCP windows are not tracked (nf_conntrack_tcp_be_liberal); NAT address ranges pick an address
-    with a CRC32 hash where the kernel uses jhash; REJECT's reply is built but not itself traced.
+    with a CRC32 hash where the kernel uses jhash. REJECT's answer is traced too (OUTPUT, POSTROUTING:
+    its rules are in matched and counted); `reply` is the answer as it leaves, NAT undone.
     """
     if not isinstance(ruleset, Ruleset):
         raise LabInputError("ruleset", type(ruleset).__name__, "a Ruleset (parse_iptables_save)")
@@ -3682,7 +3710,10 @@ def trace(ruleset: Ruleset, host, packet, conntrack: Conntrack | None = None, co
     except _Drop as drop:
         verdict, oif, reason = drop.verdict, None, drop.reason
         if verdict == "reject" and env.reply is None:
-            reason += " (no reply: the kernel sends none for this packet)"
+            reason += " (no answer: the kernel sends none for this packet)"
+        elif verdict == "reject":
+            lost = env.send_reply(p)
+            reason += f"; {lost}" if lost else ""
     p.env = None
     state = "UNTRACKED" if p.ctstate == CT_UNTRACKED else next(
         (n for n in ("INVALID", "NEW", "RELATED", "ESTABLISHED") if p.ctstate == CTSTATE_NAMES[n]), "")

@@ -1297,3 +1297,36 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: packet: ")
     assert main(["netfilter", "show", "--rules", str(tmp_path / "missing")]) == 2
     assert "a readable text file" in capsys.readouterr().err
+
+
+def test_rejects_answer_leaves_through_output_and_postrouting_as_a_related_reply() -> None:
+    # As the kernel does it (the netfilter twin's reject reproducer, tests/kernel/test_kernel_netfilter.py):
+    # the answer is attached to the rejected connection as RELATED in the reply direction; a TCP reset
+    # runs through nat POSTROUTING (the connection has no source-NAT binding yet), an ICMP error through
+    # no nat chain; both are un-DNATed on the way out, the ICMP error's quote too.
+    rules = parse_iptables_save(table(
+        "filter", "-A FORWARD -p tcp -j REJECT --reject-with tcp-reset", "-A FORWARD -j REJECT",
+        "-A OUTPUT -m conntrack --ctstate RELATED", "-A OUTPUT -p tcp -m conntrack --ctstate DNAT -j DROP")
+        + table("nat", "-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.1.5:8080",
+                "-A PREROUTING -p udp -m udp --dport 80 -j DNAT --to-destination 10.244.1.5:53",
+                "-A POSTROUTING -m conntrack --ctstate RELATED"))
+    from scapy.layers.inet import TCP, IPerror, UDPerror
+
+    ct = Conntrack()
+    rst = trace(rules, router(), "tcp 10.0.0.5:40000 > 10.244.1.9:22 iif eth0", ct)
+    assert rst.verdict == "reject" and (rst.reply.src, rst.reply[TCP].sport, str(rst.reply[TCP].flags)) == (
+        "10.244.1.9", 22, "RA")
+    assert rst.matched == [("filter", "FORWARD", 1), ("filter", "OUTPUT", 1), ("nat", "POSTROUTING", 1)]
+    icmp = trace(rules, router(), "udp 10.0.0.5:40001 > 10.244.1.9:80 iif eth0", ct)
+    # the error leaves from the address facing the client, then is un-DNATed: from where the client sent
+    assert icmp.verdict == "reject" and icmp.reply.src == "10.244.1.9"
+    assert (icmp.reply[IPerror].dst, icmp.reply[UDPerror].dport) == ("10.244.1.9", 80)  # un-DNATed quote
+    assert not any(t == "nat" for t, _, _ in icmp.matched[icmp.matched.index(("filter", "FORWARD", 2)):])
+    lost = trace(rules, router(), "tcp 10.0.0.5:40002 > 10.244.1.9:80 iif eth0", ct)
+    assert lost.verdict == "reject" and lost.reply is None and "dropped" in lost.reason
+    counts = {(t, c): [str(r.counters) for r in rules.rules(t, c)] for t, c in (("filter", "FORWARD"),
+                                                                              ("filter", "OUTPUT"),
+                                                                              ("nat", "POSTROUTING"))}
+    assert counts == {("filter", "FORWARD"): ["[2:80]", "[1:28]"], ("filter", "OUTPUT"): ["[3:136]", "[1:40]"],
+                      ("nat", "POSTROUTING"): ["[1:40]"]}
+    assert len(ct) == 0  # rejected first packets are never confirmed
