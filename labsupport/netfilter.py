@@ -1738,10 +1738,39 @@ class Chain:
     policy: str | None = None
     rules: list[Rule] = field(default_factory=list)
     counters: Counters = field(default_factory=Counters)
+    _index: object = field(default=None, repr=False)
 
     @property
     def builtin(self) -> bool:
         return self.policy is not None
+
+
+_INDEX_FROM = 64  # chains this long get a destination index (kube-proxy's KUBE-SERVICES: one rule per service IP)
+
+
+def _walk_order(chain: Chain, dst: int):
+    """The rule positions a packet to dst must be tested against, in order: all of them for a short chain;
+    for a long one, the rules that do not require one exact destination, plus those that require dst."""
+    rules = chain.rules
+    if len(rules) < _INDEX_FROM:
+        return range(len(rules))
+    key = tuple(map(id, rules))  # rebuilt whenever the chain's rules change
+    if chain._index is None or chain._index[0] != key:
+        by_dst: dict[int, list[int]] = {}
+        generic: list[int] = []
+        for position, rule in enumerate(rules):
+            if rule.dst is not None and rule.dst[1] == 0xFFFFFFFF and not rule.dst_inv:
+                by_dst.setdefault(rule.dst[0], []).append(position)
+            else:
+                generic.append(position)
+        chain._index = (key, by_dst, generic) if len(generic) * 2 < len(rules) else (key, None, None)
+    _, by_dst, generic = chain._index
+    if by_dst is None:
+        return range(len(rules))
+    hits = by_dst.get(dst)
+    if not hits:
+        return generic
+    return sorted(generic + hits) if generic else hits
 
 
 @dataclass(eq=False)
@@ -3505,18 +3534,26 @@ class _Env:
     # --- tables and chains ---
 
     def run_chain(self, table: Table, hook: str, p: _Pkt) -> str:
-        """ipt_do_table: walk the hook's chain, jumping and returning like the kernel, counting and tracing."""
+        """ipt_do_table: walk the hook's chain, jumping and returning like the kernel, counting and tracing.
+
+        A long chain is walked through its index (_walk_order): rules that need another destination
+        address than the packet's are skipped without being evaluated, which changes nothing (a rule
+        whose IP part fails has no effect: its matches are never asked)."""
         base = table.chains[hook]
-        chain, rules, i = base, base.rules, 0
-        stack: list[tuple[Chain, int]] = []
+        chain, rules = base, base.rules
+        dst = p.dst
+        order, k = _walk_order(chain, dst), 0
+        stack: list[tuple[Chain, object, int]] = []
         counters, tname = self.counters, table.name
         while True:
-            if i < len(rules):
-                rule = rules[i]
-                i += 1
+            if k < len(order):
+                r = order[k]
+                k += 1
+                rule = rules[r]
                 check = rule.check
                 if check is not None and not check(p):
                     continue
+                i = r + 1
                 if counters:
                     rule.counters.packets += 1
                     rule.counters.bytes += p.length
@@ -3538,20 +3575,20 @@ class _Env:
                     return target
                 if target == "RETURN":
                     if stack:
-                        chain, i = stack.pop()
+                        chain, order, k = stack.pop()
                         rules = chain.rules
                         continue
                     return self._policy(base, p, tname)
                 if not rule.goto:
-                    stack.append((chain, i))
+                    stack.append((chain, order, k))
                 chain = table.chains[target]
-                rules, i = chain.rules, 0
+                rules, order, k = chain.rules, _walk_order(chain, dst), 0
                 continue
             if chain is base:
                 return self._policy(base, p, tname)
             self.trace_line(p, tname, chain.name, "return", len(rules) + 1)
             if stack:
-                chain, i = stack.pop()
+                chain, order, k = stack.pop()
                 rules = chain.rules
                 continue
             return self._policy(base, p, tname)
