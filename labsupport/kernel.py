@@ -1292,6 +1292,9 @@ class Probe:
     datagram or an ICMP echo request. With `reply`, it is the answer to one: a TCP SYN-ACK, a UDP datagram
     or an ICMP echo reply, sent by whoever got the request (the server on eth1, or the client on eth0).
 
+    With `quoted`, it is an ICMP port unreachable (type 3, code 3) about that packet, quoting it whole as
+    its receiver got it (TTL 63, one router behind): a RELATED packet.
+
     For ICMP, `sport` is the echo identifier and `dport` is 0. Every field is fixed (IP id 1, TTL 64, TCP
     sequence 1000, a reply's 5000 acknowledging 1001), so the same probe is the same bytes on every run.
     """
@@ -1303,13 +1306,17 @@ class Probe:
     dport: int = 0
     iif: str = "eth0"
     reply: bool = False
+    quoted: Probe | None = None
+    ttl: int = 64
 
     def packet(self):
         """The probe as a scapy IP packet (what enters the router)."""
         from scapy.layers.inet import ICMP, IP, TCP, UDP
         from scapy.packet import Raw
 
-        ip = IP(src=self.src, dst=self.dst, ttl=64, id=1)
+        ip = IP(src=self.src, dst=self.dst, ttl=self.ttl, id=1)
+        if self.quoted is not None:
+            return IP(bytes(ip / ICMP(type=3, code=3) / bytes(self.quoted.packet())))
         if self.proto == "tcp":
             seq, ack, flags = (5000, 1001, "SA") if self.reply else (1000, 0, "S")
             tcp = TCP(sport=self.sport, dport=self.dport, flags=flags, seq=seq, ack=ack, window=64240)
@@ -1332,6 +1339,8 @@ class Probe:
 
     def __str__(self) -> str:
         who = f" (the {self.sender}'s reply)" if self.reply else ""
+        if self.quoted is not None:
+            return f"icmp port-unreachable {self.src} > {self.dst} about {self.quoted}{who}"
         if self.proto == "icmp":
             kind = "echo-reply" if self.reply else "echo-request"
             return f"icmp {kind} {self.src} > {self.dst} id {self.sport}{who}"
@@ -1340,9 +1349,10 @@ class Probe:
 
     def python(self) -> str:
         """The probe as Python that rebuilds it."""
-        extra = (
-            f", {self.iif!r}, reply=True" if self.reply else (f", {self.iif!r}" if self.iif != "eth0" else "")
-        )
+        extra = f", {self.iif!r}" if self.iif != "eth0" or self.reply else ""
+        extra += ", reply=True" if self.reply else ""
+        extra += f", quoted={self.quoted.python()}" if self.quoted is not None else ""
+        extra += f", ttl={self.ttl}" if self.ttl != 64 else ""
         return f"Probe({self.proto!r}, {self.src!r}, {self.dst!r}, {self.sport}, {self.dport}{extra})"
 
 
@@ -1350,18 +1360,28 @@ class Probe:
 class ReplyTo:
     """In a list of probes: the reply to probe number `index` (from 0), as its receiver would send it — built
     from the packet the kernel actually delivered behind the router (after NAT), so known only when run.
-    A request the router did not forward gets no reply."""
+    With `error`, the reply is an ICMP port unreachable quoting it. A request the router did not forward
+    gets no reply."""
 
     index: int
+    error: bool = False
 
 
-def reply_to(seen: NfObservation) -> Probe | None:
-    """The probe that answers what a forwarded probe became: addresses and ports turned around, into the
-    router on the device it left by. None unless the router forwarded it."""
+def reply_to(seen: NfObservation, error: bool = False) -> Probe | None:
+    """The probe that answers what a forwarded probe became: addresses and ports turned around (or, with
+    error, an ICMP port unreachable from its receiver quoting it), into the router on the device it left by.
+    None unless the router forwarded it."""
     if seen.verdict != "forward" or seen.after is None or seen.probe.reply:
         return None
     f = packet_fields(seen.after)
     name = {1: "icmp", 6: "tcp", 17: "udp"}[f["proto"]]
+    if error:
+        got = Probe(
+            name, f["src"], f["dst"], f.get("id", f.get("sport")), f.get("dport", 0), ttl=seen.after.ttl
+        )
+        if got.packet().payload.build() != seen.after.payload.build():
+            return None  # only a packet the probe's fields rebuild exactly is quoted
+        return Probe("icmp", f["dst"], f["src"], 0, 0, seen.oif, reply=True, quoted=got)
     if name == "icmp":
         return Probe("icmp", f["dst"], f["src"], f["id"], 0, seen.oif, reply=True)
     return Probe(name, f["dst"], f["src"], f["dport"], f["sport"], seen.oif, reply=True)
@@ -1438,6 +1458,7 @@ NETFILTER_FEATURES = (
     "log",  # -j LOG [--log-prefix] [--log-level]
     "no-target",  # a rule without -j: it only counts
     "reject",  # -j REJECT [--reject-with …], tcp-reset for -p tcp
+    "output-reject",  # REJECT in filter OUTPUT (and chains it reaches): REJECT's own answers rejected in turn
     "drop",  # -j DROP and DROP policies in filter
     "dnat",  # nat PREROUTING: DNAT --to-destination
     "snat",  # nat POSTROUTING / INPUT: SNAT --to-source
@@ -1448,6 +1469,7 @@ NETFILTER_FEATURES = (
     "aliases",  # spellings iptables-save rewrites: -m tcp left out, A for A/32, echo-request, --or-mark, …
     "repeat-flow",  # a probe that repeats an earlier probe of its case: same conntrack tuple
     "replies",  # the answer to a forwarded probe, from whoever got it: ESTABLISHED, NAT undone on the way back
+    "related",  # an ICMP error about a forwarded probe, from whoever got it: RELATED, NAT undone inside it too
 )
 
 _HOOKS = {
@@ -1533,7 +1555,8 @@ class _RulesetGrammar:
 
     def rule(self, table: str, chain: str, hooks: set[str], jumpable: list[str]) -> tuple[str, str]:
         r = self.r
-        if table == "filter" and {"reject", "protocols"} <= self.f and r.random() < 0.06:
+        reject = "reject" in self.f and ("OUTPUT" not in hooks or "output-reject" in self.f)
+        if table == "filter" and reject and "protocols" in self.f and r.random() < 0.06:
             # the short rule that answers TCP with a reset: few conditions, so probes do reach it
             port = f" -m tcp --dport {r.choice(NF_PORTS)}" if self.on("ports", 0.5) else ""
             rule = f"-A {chain} -p tcp{port} -j REJECT --reject-with tcp-reset"
@@ -1651,7 +1674,7 @@ class _RulesetGrammar:
         if table == "filter":
             if "drop" in self.f:
                 choices.append(("DROP", 1.0))
-            if "reject" in self.f:
+            if "reject" in self.f and ("OUTPUT" not in hooks or "output-reject" in self.f):
                 choices.append(("REJECT", 2.5 if proto == "tcp" else 1.0))
         else:
             if "dnat" in self.f and hooks <= {"PREROUTING", "OUTPUT"}:
@@ -1783,7 +1806,8 @@ def random_probes(seed: int, count: int = 4, features=NETFILTER_FEATURES) -> lis
     """`count` probes for one case, the same for the same seed: random protocol, source, destination and
     destination port (NF_PORTS); source ports and ICMP ids unique in the case (so NAT never has to choose
     another port). With "repeat-flow" a probe may repeat an earlier one exactly; with "replies" an item may
-    be ReplyTo(k), the answer to request k (sent only if the router forwarded k)."""
+    be ReplyTo(k), the answer to request k (sent only if the router forwarded k); with "related",
+    ReplyTo(k, error=True), an ICMP error about it."""
     import random
 
     r = random.Random(seed)
@@ -1793,6 +1817,9 @@ def random_probes(seed: int, count: int = 4, features=NETFILTER_FEATURES) -> lis
         requests = [i for i, p in enumerate(probes) if isinstance(p, Probe)]
         if requests and "replies" in features and r.random() < 0.3:
             probes.append(ReplyTo(r.choice(requests)))
+            continue
+        if requests and "related" in features and r.random() < 0.15:
+            probes.append(ReplyTo(r.choice(requests), error=True))
             continue
         if probes and "repeat-flow" in features and r.random() < 0.15:
             probes.append(r.choice(probes))
@@ -2045,7 +2072,7 @@ class NetfilterTwin(Twin):
             probe = item
             if isinstance(item, ReplyTo):
                 earlier = fate[item.index] if 0 <= item.index < len(fate) else None
-                probe = reply_to(earlier) if earlier is not None else None
+                probe = reply_to(earlier, item.error) if earlier is not None else None
             if probe is None:
                 fate.append(None)
                 continue
@@ -2093,8 +2120,8 @@ class NetfilterTwin(Twin):
         seen: list[tuple[str, str | None, object]] = (
             [("deliver", None, IP(bytes.fromhex(h))) for h in local]
             + [("forward", toward[other], Ether(bytes.fromhex(h))[IP]) for h in across]
-            + [("forward", probe.iif, p) for p in back if not is_answer(p)]
-            + [("reject", None, p) for p in back if is_answer(p)]
+            + [("forward", probe.iif, p) for p in back if probe.quoted is not None or not is_answer(p)]
+            + [("reject", None, p) for p in back if probe.quoted is None and is_answer(p)]
         )
         counters = self.counters() if counters else ""
         if not seen:
@@ -2250,7 +2277,7 @@ def model_case(text: str, probes: list):
         probe = item
         if isinstance(item, ReplyTo):
             earlier = fate[item.index] if 0 <= item.index < len(fate) else None
-            probe = reply_to(_as_observation(earlier)) if earlier is not None else None
+            probe = reply_to(_as_observation(earlier), item.error) if earlier is not None else None
         if probe is None:
             fate.append(None)
             continue

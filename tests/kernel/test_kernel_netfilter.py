@@ -70,10 +70,8 @@ class Disabled:
 # REJECT's answer is a packet the router itself sends: the kernel runs it through filter OUTPUT (ctstate
 # RELATED, plus DNAT when the rejected connection was DNATed) and, for a TCP reset, through nat POSTROUTING
 # too (the rejected connection has no source-NAT binding yet; an ICMP error goes through no nat chain), and
-# un-NATs it as a reply: the client gets it from the address it sent to, quoting what it sent. The model
-# builds the answer but does not trace it (trace's docstring says so), so its counters miss those passes
-# (`filter OUTPUT policy: kernel [1:40], model [0:0]`), its answer keeps the DNATed addresses, and an OUTPUT
-# rule that drops the answer is not seen.
+# un-NATs it as a reply: the client gets it from the address it sent to, quoting what it sent.
+# (test_the_kernel_facts_behind_the_reject_case asserts this on the kernel alone.)
 _REJECT_CASE = """\
 *filter
 :INPUT ACCEPT [0:0]
@@ -102,11 +100,29 @@ _REJECT_PROBES = (
     Probe("tcp", "10.1.0.2", "10.2.0.2", 40002, 80),  # DNATed, rejected, its RST dropped in filter OUTPUT
 )
 
+# A REJECT in filter OUTPUT that matches REJECT's own answer (here the RST for 172.16.3.3:8080, which the
+# router sends from 172.16.3.3) answers it in turn: an ICMP error to 172.16.3.3 that goes through OUTPUT too,
+# where the same rule counts it again and drops it (no error about an error). The kernel counts OUTPUT rule
+# 1 twice ([2:108]: the 40-byte RST, the 68-byte error); the model once ([1:40]).
+_OUTPUT_REJECT_CASE = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p tcp -j REJECT --reject-with tcp-reset
+-A OUTPUT -j REJECT --reject-with icmp-net-prohibited
+COMMIT
+"""
+
 # Grammar features whose cases are compared with the model. Starts full: a feature leaves only with its
 # reason and a reproducer here (reported to the model's author), and test_disabled_features_still_disagree
 # fails as soon as the model handles it, so it comes back.
 DISABLED: dict[str, Disabled] = {
-    "reject": Disabled("the model does not trace REJECT's answer", _REJECT_CASE, _REJECT_PROBES),
+    "output-reject": Disabled(
+        "the model does not answer a REJECT answer that OUTPUT's REJECT rejects",
+        _OUTPUT_REJECT_CASE,
+        (Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080),),
+    ),
 }
 MODEL_SUPPORTS = frozenset(NETFILTER_FEATURES) - set(DISABLED)
 
@@ -246,6 +262,8 @@ def test_the_rulesets_cover_every_feature(run: Run) -> None:
     replies = [o for c in run.cases for o in c.seen if o.probe.reply]
     assert len(replies) >= 40, "replies"
     assert Counter(o.probe.iif for o in replies).keys() == {"eth0", "eth1"}
+    related = [o for o in replies if o.probe.quoted is not None]
+    assert len(related) >= 15 and sum(o.verdict == "forward" for o in related) >= 10, "related"
 
 
 def test_every_ruleset_loads_as_iptables_save_prints_it(run: Run) -> None:
@@ -395,8 +413,8 @@ def test_disabled_features_still_disagree(requires_netfilter, feature: str) -> N
     assert not report.agrees, f"the model now agrees on {feature!r}: remove it from DISABLED\n{report}"
 
 
-def test_the_kernel_facts_behind_the_reject_reproducer(requires_netfilter) -> None:
-    # What the reject reproducer shows, asserted on the kernel alone (so it stays true while the model learns).
+def test_the_kernel_facts_behind_the_reject_case(requires_netfilter) -> None:
+    # How the kernel answers for REJECT, asserted on the kernel alone.
     with NetfilterTwin() as twin:
         case = twin.run_case(_REJECT_CASE, list(_REJECT_PROBES), per_probe=True)
     rst, icmp, lost = case.seen
@@ -410,6 +428,17 @@ def test_the_kernel_facts_behind_the_reject_reproducer(requires_netfilter) -> No
     assert counters["filter", "OUTPUT"]["rules"] == [(3, 142), (1, 40)]  # RELATED; the third one DNAT too
     assert counters["nat", "POSTROUTING"]["rules"] == [(1, 40)]  # the RST that passed OUTPUT; no ICMP error
     assert counters["nat", "POSTROUTING"]["policy"] == (1, 40)
+
+
+def test_the_kernel_facts_behind_the_output_reject_case(requires_netfilter) -> None:
+    disabled = DISABLED.get("output-reject") or Disabled("", _OUTPUT_REJECT_CASE, ())
+    with NetfilterTwin() as twin:
+        case = twin.run_case(_OUTPUT_REJECT_CASE, [Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080)])
+    assert disabled.ruleset == _OUTPUT_REJECT_CASE
+    assert case.seen[0].verdict == "drop"  # the RST never left
+    counters = kernel.parse_counters(case.counters)
+    assert counters["filter", "FORWARD"]["rules"] == [(1, 40)]
+    assert counters["filter", "OUTPUT"]["rules"] == [(2, 108)]  # the RST, then the ICMP error about it
 
 
 def test_run_netfilter_twin_agrees_on_a_small_case(requires_netfilter) -> None:
