@@ -164,6 +164,14 @@ def split_words(text: str) -> list[str]:
     """
     if '"' not in text:
         return [w for w in _BLANKS.split(text) if w]
+    if "\\" not in text and text.count('"') == 2:  # one quoted part, no escapes: iptables-save's comments
+        before, quoted, after = text.split('"')
+        words = [w for w in _BLANKS.split(before) if w]
+        if before and before[-1] not in " \t\n" and words:
+            words[-1] += quoted  # a quote right after a word continues it
+        else:
+            words.append(quoted)
+        return words + [w for w in _BLANKS.split(after) if w]
     words: list[str] = []
     pos, end = 0, len(text)
     while pos < end:
@@ -236,15 +244,17 @@ def int_to_ip(value: int) -> str:
     return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
 
+_DOTTED = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
+
+
 def _xt_ipaddr(text: str, is_mask: bool = False) -> int | None:
     """xtables_numeric_to_ipaddr: up to four dotted parts, each a C number (0x.. hex, 0.. octal);
     missing trailing parts of an address are zero (`10` is 10.0.0.0). None when not numeric."""
     parts = text.split(".")
     if len(parts) > 4 or (is_mask and len(parts) != 4):
         return None
-    if len(parts) == 4 and all(p.isdigit() and p.isascii() and (p[0] != "0" or len(p) == 1) and len(p) <= 3
-                               for p in parts):
-        a, b, c, d = (int(p) for p in parts)
+    if len(parts) == 4 and _DOTTED.fullmatch(text):
+        a, b, c, d = map(int, parts)
         if a < 256 and b < 256 and c < 256 and d < 256:
             return (a << 24) | (b << 16) | (c << 8) | d
         return None
