@@ -8,8 +8,11 @@ milliseconds when a learner types a rule.
 
 from __future__ import annotations
 
+import re
+
 from labsupport import nat
 from labsupport import netfilter as nf
+from labsupport.errors import LabInputError
 from labsupport.views import svg
 from labsupport.views.explorable import Choice, Free, Html, Tabs, Text, explore
 
@@ -136,6 +139,11 @@ def workshop_rules(filter_rules: str, nat_rule: str) -> str:
 
 def render_workshop(ruleset: str, packet: str, nat_rule: str) -> list:
     """The workshop's view: the hooks the packet passed, the TRACE lines, the counters, the conntrack entry."""
+    try:  # the typed rule alone first, so an error names it rather than a line of the whole dump
+        nf.parse_iptables_save(workshop_rules("", nat_rule))
+    except LabInputError as error:
+        what = re.sub(r"^line \d+: ", "", str(error.field))
+        raise LabInputError("nat rule", nat_rule, f"a rule of the nat table ({what}: {error.allowed})") from None
     rules = nf.parse_iptables_save(workshop_rules(WORKSHOP_RULESETS[ruleset], nat_rule))
     conntrack = nf.Conntrack()
     result = nf.trace(rules, nat.notes_router(), WORKSHOP_PACKETS[packet], conntrack)

@@ -17,9 +17,13 @@ class Svg:
     """A figure as SVG text: shown by notebooks and the book (`_repr_svg_`), embedded by widgets."""
 
     markup: str
+    label: str = "figure"
 
     def _repr_svg_(self) -> str:
         return self.markup
+
+    def __repr__(self) -> str:  # the text/plain of a displayed figure: short, as nbval compares it
+        return f"<SVG figure: {self.label}>"
 
 
 def document(width: float, height: float, body: list[str], label: str) -> Svg:
@@ -27,7 +31,8 @@ def document(width: float, height: float, body: list[str], label: str) -> Svg:
     return Svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" style="max-width:100%;height:auto" '
-        f'font-family="{FONT}" role="img" aria-label="{html.escape(label)}">' + "".join(body) + "</svg>"
+        f'font-family="{FONT}" role="img" aria-label="{html.escape(label)}">' + "".join(body) + "</svg>",
+        label,
     )
 
 
