@@ -1659,6 +1659,11 @@ class Rule:
 
     def args(self) -> str:
         """The rule after `-A CHAIN`, in iptables-save's canonical order."""
+        head, tail = self._parts()
+        return f"{head} {tail}".strip()
+
+    def _parts(self) -> tuple[str, str]:
+        """(IP part and matches, target) in iptables-save's order: `iptables -S -v` puts `-c` between them."""
         words: list[str] = []
         for flag, value, inv in (("-s", self.src, self.src_inv), ("-d", self.dst, self.dst_inv)):
             if value is not None and (value[1] != 0 or inv):
@@ -1670,14 +1675,13 @@ class Rule:
             words += (["!"] if self.proto_inv else []) + ["-p", protocol_name(self.proto)]
         if self.frag is not None:
             words += ([] if self.frag else ["!"]) + ["-f"]
-        text = " ".join(words)
+        head = " ".join(words)
         for match in self.matches:
-            text += f" -m {match.name}{match.save()}"
+            head += f" -m {match.name}{match.save()}"
+        tail = ""
         if self.target is not None:
-            text += f" {'-g' if self.goto else '-j'} {self.target}"
-            if self.ext is not None:
-                text += self.ext.save()
-        return text.strip()
+            tail = f"{'-g' if self.goto else '-j'} {self.target}" + (self.ext.save() if self.ext is not None else "")
+        return head.strip(), tail
 
     def __str__(self) -> str:
         return self.args()
@@ -1905,6 +1909,27 @@ class Ruleset:
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for t in self.tables.values() for c in t.chains.values())
+
+    def list_specs(self, table: str = "filter", chain: str | None = None, counters: bool = False) -> str:
+        """`iptables -t TABLE -S [CHAIN] [-v]`: policies, user chains and rules in iptables' own words."""
+        tbl = self.tables.get(table)
+        if tbl is None:
+            raise LabInputError("table", table, "a table of this ruleset: " + ", ".join(self.tables))
+        chains = [tbl.chains[n] for n in TABLE_CHAINS[table]] + tbl.user_chains()
+        if chain is not None:
+            if chain not in tbl.chains:
+                raise LabInputError("chain", chain, f"a chain of table {table}")
+            chains = [tbl.chains[chain]]
+        lines = []
+        for c in chains:
+            count = f" -c {c.counters.packets} {c.counters.bytes}" if counters else ""
+            lines.append(f"-P {c.name} {c.policy}{count}" if c.builtin else f"-N {c.name}")
+        for c in chains:
+            for rule in c.rules:
+                head, tail = rule._parts()
+                count = f"-c {rule.counters.packets} {rule.counters.bytes}" if counters else ""
+                lines.append(" ".join(w for w in (f"-A {c.name}", head, count, tail) if w))
+        return "\n".join(lines)
 
     def list_rules(self, table: str = "filter", chain: str | None = None, line_numbers: bool = False) -> str:
         """`iptables -t TABLE -L [CHAIN] -n -v -x [--line-numbers]`: the rules with their exact counters."""

@@ -150,6 +150,18 @@ def test_a_real_dump_round_trips(scratch) -> None:
     assert parse_iptables_save(live).to_iptables_save(counters=True) == live  # with its own dates
 
 
+def test_iptables_dash_s_matches_list_specs(scratch) -> None:
+    ns = scratch.netns("specs")
+    assert scratch.restore(ns, unit.REAL_DUMP_C, "-c").returncode == 0
+    model = parse_iptables_save(unit.REAL_DUMP_C)
+    for name in model.tables:
+        assert scratch.run(ns, "iptables", "-t", name, "-S").stdout.rstrip("\n") == model.list_specs(name)
+        assert scratch.run(ns, "iptables", "-t", name, "-S", "-v").stdout.rstrip("\n") == model.list_specs(
+            name, counters=True)
+    assert scratch.run(ns, "iptables", "-S", "KUBE-FORWARD").stdout.rstrip("\n") == model.list_specs(
+        "filter", "KUBE-FORWARD")
+
+
 def test_iptables_list_matches_list_rules(scratch) -> None:
     ns = scratch.netns("list")
     by_table: dict[str, list[str]] = {}

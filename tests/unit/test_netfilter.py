@@ -1366,3 +1366,22 @@ def test_the_destination_index_of_long_chains_changes_nothing(seed: int) -> None
 
     indexed, plain = run(64), run(10**9)
     assert indexed == plain
+
+
+def test_iptables_dash_s_lists_policies_chains_and_rules() -> None:
+    rules = parse_iptables_save(REAL_DUMP)
+    # what `iptables -t nat -S`, `iptables -S KUBE-FORWARD` and `iptables -S FORWARD -v` printed for this dump
+    assert rules.list_specs("nat").splitlines() == [
+        "-P PREROUTING ACCEPT", "-P INPUT ACCEPT", "-P OUTPUT ACCEPT", "-P POSTROUTING ACCEPT",
+        "-N KUBE-MARK-MASQ", "-N KUBE-POSTROUTING",
+        "-A POSTROUTING -j KUBE-POSTROUTING",
+        "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+        "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+        "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+        '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully']
+    assert rules.list_specs("filter", "KUBE-FORWARD").splitlines()[:2] == [
+        "-N KUBE-FORWARD", "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP"]
+    fresh = parse_iptables_save(REAL_DUMP)
+    fresh.zero()
+    assert fresh.list_specs("filter", "FORWARD", counters=True).splitlines() == [
+        "-P FORWARD DROP -c 0 0", "-A FORWARD -c 0 0 -j KUBE-FORWARD"]
