@@ -1935,7 +1935,7 @@ class NfObservation:
         if self.verdict == "forward":
             text = f"forwarded out of {self.oif} as {describe_packet(self.after)}"
         elif self.verdict == "reject":
-            text = f"rejected: the client got {describe_packet(self.answer)}"
+            text = f"rejected: the {self.probe.sender} got {describe_packet(self.answer)}"
         else:
             text = words.get(self.verdict, self.verdict)
             if self.after is not None:
@@ -2050,9 +2050,7 @@ class NetfilterTwin(Twin):
         it does not name is loaded empty, with ACCEPT policies) and `conntrack -F`. An invalid ruleset
         raises TwinError with iptables-restore's message.
         """
-        named = set(re.findall(r"^\*(\S+)", text, re.MULTILINE))
-        empty = "".join(_empty_table(t) for t in ("filter", "nat") if t not in named)
-        self.netns_exec(NF_ROUTER, "iptables-restore", input=text + empty)
+        self.netns_exec(NF_ROUTER, "iptables-restore", input=with_both_tables(text))
         self.netns_exec(NF_ROUTER, "conntrack", "-F", check=False)
         return strip_counters(self.counters()) if read else ""
 
@@ -2138,8 +2136,16 @@ class NetfilterTwin(Twin):
 # --- iptables-save -c, as numbers ----------------------------------------------------------------------
 
 
-def _empty_table(table: str) -> str:
-    return f"*{table}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in _HOOKS[table]) + "COMMIT\n"
+def with_both_tables(text: str) -> str:
+    """iptables-restore text with an empty filter and nat table (ACCEPT policies) added where it has none:
+    what the twin loads, and what the model is given, so both have the same tables."""
+    named = set(re.findall(r"^\*(\S+)", text, re.MULTILINE))
+    empty = [
+        f"*{table}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in _HOOKS[table]) + "COMMIT\n"
+        for table in ("filter", "nat")
+        if table not in named
+    ]
+    return text + "".join(empty)
 
 
 def select_tables(text: str, tables: tuple[str, ...]) -> str:
@@ -2268,7 +2274,7 @@ def model_case(text: str, probes: list):
     """
     from labsupport.netfilter import Conntrack, parse_iptables_save, trace
 
-    ruleset = parse_iptables_save(text)
+    ruleset = parse_iptables_save(with_both_tables(text))
     conntrack = Conntrack()
     router = netfilter_topology().namespaces[NF_ROUTER]
     steps: list[NfModelStep] = []

@@ -9,7 +9,8 @@ rejected and with which answer, dropped) and, after the case, `conntrack -L`; th
 one `iptables-restore` per case.
 
 MODEL_SUPPORTS lists the grammar's features the comparison uses. It starts full; a feature leaves it only
-with the reason and a reproducing case written next to it (DISABLED), never silently.
+with the reason and a reproducing case written next to it (DISABLED), never silently; model bugs the CI
+seeds do not reach are kept in KNOWN with theirs.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ PROBES = 4
 
 
 @dataclass(frozen=True)
-class Disabled:
-    """A grammar feature the comparison leaves out, why, and the case that shows it (kernel vs model)."""
+class Disagreement:
+    """Where the model is known to differ from the kernel: why, and the case that shows it."""
 
     reason: str
     ruleset: str
@@ -117,14 +118,31 @@ COMMIT
 # Grammar features whose cases are compared with the model. Starts full: a feature leaves only with its
 # reason and a reproducer here (reported to the model's author), and test_disabled_features_still_disagree
 # fails as soon as the model handles it, so it comes back.
-DISABLED: dict[str, Disabled] = {
-    "output-reject": Disabled(
+DISABLED: dict[str, Disagreement] = {
+    "output-reject": Disagreement(
         "the model does not answer a REJECT answer that OUTPUT's REJECT rejects",
         _OUTPUT_REJECT_CASE,
         (Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080),),
     ),
 }
 MODEL_SUPPORTS = frozenset(NETFILTER_FEATURES) - set(DISABLED)
+
+# Model bugs found with more seeds than CI runs (the CI seeds do not reach them, so no feature is left out):
+# each stays here, with its reproducer, until the model agrees on it.
+KNOWN: dict[str, Disagreement] = {
+    # REJECT --reject-with tcp-reset puts the rejected packet's connection in TCP state CLOSE (nf_send_reset
+    # calls nf_ct_set_closing; 10 s left): the kernel lists `CLOSE`, the model keeps SYN_RECV. Found with
+    # seed 620. (An ICMP REJECT leaves the state alone: both agree.)
+    "tcp-reset-closes-the-connection": Disagreement(
+        "the model does not put a connection REJECT resets in state CLOSE",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A FORWARD -i eth1 -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n",
+        (
+            Probe("tcp", "10.1.0.2", "10.2.0.2", 40000, 80),
+            Probe("tcp", "10.2.0.2", "10.1.0.2", 80, 40000, "eth1", reply=True),
+        ),
+    ),
+}
 
 
 def skip_or_fail(reason: str) -> None:
@@ -403,14 +421,15 @@ def test_a_disagreement_prints_one_block_that_reproduces_it(run: Run) -> None:
     assert values == {"RULESET": case.ruleset.text, "PROBES": case.probes}
 
 
-@pytest.mark.parametrize("feature", sorted(DISABLED))
-def test_disabled_features_still_disagree(requires_netfilter, feature: str) -> None:
-    # Each feature left out of the comparison still makes kernel and model disagree on its reproducer. When
-    # the model learns it, this fails: take the feature out of DISABLED, and the full comparison covers it.
-    disabled = DISABLED[feature]
-    report = run_netfilter_twin(disabled.ruleset, list(disabled.probes))
+@pytest.mark.parametrize("name", [*sorted(DISABLED), *sorted(KNOWN)])
+def test_known_disagreements_still_disagree(requires_netfilter, name: str) -> None:
+    # Each known disagreement still shows on its reproducer. When the model learns it, this fails: take it
+    # out of DISABLED (then the full comparison covers the feature again) or KNOWN.
+    where = "DISABLED" if name in DISABLED else "KNOWN"
+    known = DISABLED.get(name) or KNOWN[name]
+    report = run_netfilter_twin(known.ruleset, list(known.probes))
     assert report.error is None and report.kernel is not None, str(report)
-    assert not report.agrees, f"the model now agrees on {feature!r}: remove it from DISABLED\n{report}"
+    assert not report.agrees, f"the model now agrees on {name!r}: remove it from {where}\n{report}"
 
 
 def test_the_kernel_facts_behind_the_reject_case(requires_netfilter) -> None:
@@ -431,7 +450,7 @@ def test_the_kernel_facts_behind_the_reject_case(requires_netfilter) -> None:
 
 
 def test_the_kernel_facts_behind_the_output_reject_case(requires_netfilter) -> None:
-    disabled = DISABLED.get("output-reject") or Disabled("", _OUTPUT_REJECT_CASE, ())
+    disabled = DISABLED.get("output-reject") or Disagreement("", _OUTPUT_REJECT_CASE, ())
     with NetfilterTwin() as twin:
         case = twin.run_case(_OUTPUT_REJECT_CASE, [Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080)])
     assert disabled.ruleset == _OUTPUT_REJECT_CASE
