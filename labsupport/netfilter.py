@@ -333,6 +333,17 @@ def parse_port_range(text: str, line: int | None, what: str) -> tuple[int, int]:
     return lo, hi
 
 
+# The name getservbyport gives for a port (`iptables -L` without -n): Debian's /etc/services, common ports only.
+PORT_NAMES = {20: "ftp-data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "domain", 67: "bootps", 68: "bootpc",
+              69: "tftp", 80: "http", 88: "kerberos", 110: "pop3", 123: "ntp", 143: "imap2", 161: "snmp", 389: "ldap",
+              443: "https", 514: "syslog", 636: "ldaps", 993: "imaps", 995: "pop3s", 3306: "mysql", 5432: "postgresql",
+              8080: "http-alt", 8081: "tproxy"}
+
+
+def _port_name(port: int, numeric: bool) -> str:
+    return str(port) if numeric else PORT_NAMES.get(port, str(port))
+
+
 def _format_range(lo: int, hi: int) -> str:
     return str(lo) if lo == hi else f"{lo}:{hi}"
 
@@ -452,7 +463,7 @@ class Match:
     def reset(self) -> None:
         """Forget state kept between packets (the nth counters)."""
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         """The words `iptables -L` shows for this match."""
         return ""
 
@@ -527,11 +538,12 @@ class _Ports(Match):
             consts[f"{prefix}fm"], consts[f"{prefix}fc"] = mask, comp
         return exprs, consts
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         words = [self.name]
         for label, (lo, hi), inv in (("spt", self.spts, self.sinv), ("dpt", self.dpts, self.dinv)):
             if (lo, hi) != (0, 65535):
-                words.append(f"{label}{'s' if lo != hi else ''}:{'!' if inv else ''}{_format_range(lo, hi)}")
+                ports = _port_name(lo, numeric) + ("" if lo == hi else f":{_port_name(hi, numeric)}")
+                words.append(f"{label}{'s' if lo != hi else ''}:{'!' if inv else ''}{ports}")
         return " ".join(words)
 
 
@@ -591,8 +603,8 @@ class TcpMatch(_Ports):
             tests.append(lambda p: ((p.tcpflags & mask) == comp) != finv)
         return _all_of(tests)
 
-    def describe(self) -> str:
-        text = super().describe()
+    def describe(self, numeric: bool = True) -> str:
+        text = super().describe(numeric)
         if self.flags is not None:
             mask, comp, inv = self.flags
             text += f" flags:{'!' if inv else ''}0x{mask:02X}/0x{comp:02X}"
@@ -643,7 +655,11 @@ class IcmpMatch(Match):
         return lambda p: p.fragoff == 0 and p.itype is not None and (
             (p.itype == itype and lo <= p.icode <= hi) != inv)
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
+        if not numeric:
+            name = next((n for n, v in ICMP_TYPES.items() if v == (self.type, *self.codes)), None)
+            if name is not None:
+                return f"icmp{' !' if self.inv else ''} {name}"
         code = "" if self.codes == (0, 0xFF) else f" code {self.codes[0]}"
         return f"icmp{' !' if self.inv else ''}type {self.type}{code}"
 
@@ -733,8 +749,9 @@ class MultiportMatch(Match):
 
         return test
 
-    def describe(self) -> str:
-        ports = ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in self.ports)
+    def describe(self, numeric: bool = True) -> str:
+        ports = ",".join(_port_name(lo, numeric) + ("" if lo == hi else f":{_port_name(hi, numeric)}")
+                         for lo, hi in self.ports)
         return f"multiport {self.kind} {' !' if self.inv else ''}{ports}"
 
 
@@ -758,7 +775,7 @@ class CommentMatch(Match):
     def save(self) -> str:
         return " --comment " + quote(self.comment or "")
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         return f"/* {self.comment} */"
 
 
@@ -844,7 +861,7 @@ class ConntrackMatch(Match):
                 tests.append(lambda p, w=want: p.ct is not None and p.ctdir == w)
         return _all_of(tests)
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         return self.save().replace(" --", " ").strip()
 
 
@@ -913,7 +930,7 @@ class StateMatch(Match):
         bits, inv = self.bits, self.inv
         return lambda p: bool(p.ctstate & bits) != inv
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         return self.save().replace(" --", " ").strip()
 
 
@@ -947,7 +964,7 @@ class MarkMatch(Match):
         return ([f"(p.mark & {prefix}mm) {'!=' if self.inv else '=='} {prefix}mv"],
                 {f"{prefix}mm": self.mask, f"{prefix}mv": self.mark})
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         text = f"0x{self.mark:x}" + ("" if self.mask == 0xFFFFFFFF else f"/0x{self.mask:x}")
         return f"mark match {'! ' if self.inv else ''}{text}"
 
@@ -1012,7 +1029,7 @@ class AddrtypeMatch(Match):
             tests.append(test)
         return _all_of(tests)
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         words = ["ADDRTYPE match"]
         for label, bits, inv in (("src-type", self.src, self.src_inv), ("dst-type", self.dst, self.dst_inv)):
             if bits:
@@ -1102,7 +1119,7 @@ class StatisticMatch(Match):
 
         return nth
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         if self.mode == "random":
             return f"statistic mode random{' !' if self.inv else ''} probability {self.probability / 0x80000000:.11f}"
         return f"statistic mode nth{' !' if self.inv else ''} every {self.every}" + (
@@ -1178,7 +1195,7 @@ class RecentMatch(Match):
 
         return test
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         words = ["recent:", {"set": "SET", "rcheck": "CHECK", "update": "UPDATE", "remove": "REMOVE"}[self.command or "set"]]
         if self.seconds:
             words.append(f"seconds: {self.seconds}")
@@ -1257,7 +1274,7 @@ class Target:
         """Act on the packet; return V_CONTINUE, V_ACCEPT, V_DROP or V_REJECT."""
         return V_CONTINUE
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         return self.save().strip()
 
 
@@ -1288,7 +1305,7 @@ class RejectTarget(Target):
         env.reject(p, self.with_)
         return V_REJECT
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         return f"reject-with {self.with_}"
 
 
@@ -1325,7 +1342,7 @@ class LogTarget(Target):
         env.log(p, self)
         return V_CONTINUE
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         bits = sum(1 << i for i, f in enumerate(self._FLAGS[:4]) if f in self.flags) | (
             0x20 if "log-macdecode" in self.flags else 0)
         return f"LOG flags {bits} level {self.level}" + (f' prefix "{self.prefix}"' if self.prefix else "")
@@ -1372,7 +1389,7 @@ class MarkTarget(Target):
             env.rewrote(p, "MARK", f"{p.summary()} mark 0x{before:x}", f"{p.summary()} mark 0x{p.mark:x}")
         return V_CONTINUE
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         if self.mask == 0xFFFFFFFF:
             return f"MARK set 0x{self.value:x}"
         if self.value == 0:
@@ -1465,7 +1482,7 @@ class _Nat(Target):
         return (" --random" if r.random else "") + (" --random-fully" if r.random_fully else "") + (
             " --persistent" if r.persistent else "")
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         r = self.range
         words = []
         if r.min_ip is not None or r.min_port is not None:
@@ -1531,7 +1548,7 @@ class MasqueradeTarget(_Nat):
         env.nat(p, "src", NatRange(addr, addr, r.min_port, r.max_port, r.random, r.random_fully), self)
         return V_ACCEPT
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         r = self.range
         words = [f"masq ports: {r.ports_text()}"] if r.min_port is not None else []
         return " ".join(words + [w for w, on in (("random", r.random), ("random-fully", r.random_fully)) if on])
@@ -1555,7 +1572,7 @@ class RedirectTarget(_Nat):
         env.nat(p, "dst", NatRange(addr, addr, r.min_port, r.max_port, r.random), self)
         return V_ACCEPT
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         r = self.range
         words = [f"redir ports {r.ports_text()}"] if r.min_port is not None else []
         return " ".join(words + (["random"] if r.random else []))
@@ -1579,7 +1596,7 @@ class CtTarget(Target):
             env.notrack(p)
         return V_CONTINUE
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         if self.name == "NOTRACK":
             return "NOTRACK"
         return "CT notrack" if "notrack" in self.seen else "CT"
@@ -1603,7 +1620,7 @@ class TraceTarget(Target):
         p.nftrace = True
         return V_CONTINUE
 
-    def describe(self) -> str:
+    def describe(self, numeric: bool = True) -> str:
         return ""
 
 
@@ -1862,33 +1879,67 @@ class Ruleset:
             raise LabInputError("chain", f"{table}:{chain}", "a chain of a table in this ruleset")
         return tbl.chains[chain].rules
 
-    def iptables(self, command: str, legacy: bool = False) -> Ruleset:
-        """Apply one `iptables [-t TABLE] -A|-I|-N|-P|-F …` command line (the words after `iptables`).
+    def iptables(self, command: str, legacy: bool = False) -> str:
+        """Run one `iptables …` command line on the ruleset and return what iptables prints.
 
-        With legacy=True the pre-1.6 intrapositioned negation of the notes (`-p ! tcp`, `-s ! ADDR`)
+        Changes: -A, -I, -D (by number or by rule), -N, -X, -P, -F, -Z, each with -t TABLE. Views: -L and
+        -S (with -n, -v, -x, --line-numbers; `-nvL` style bundles too), as list_rules and list_specs print
+        them. With legacy=True the pre-1.6 intrapositioned negation of the notes (`-p ! tcp`, `-s ! ADDR`)
         is read as `! -p tcp`; iptables 1.8 refuses it, and so does the model by default.
         """
         words = split_words(command)
+        if words and words[0] in ("$>", "$", "#"):  # a shell prompt, as the notes write commands
+            words = words[1:]
         if words and words[0] in ("iptables", "iptables-nft", "iptables-legacy"):
             words = words[1:]
         table = "filter"
         rest: list[str] = []
+        view: dict[str, object] = {}
         i = 0
         while i < len(words):
-            if words[i] in ("-t", "--table"):
-                if i + 1 >= len(words):
-                    raise LabInputError("-t", command, "a table name after -t")
-                table = words[i + 1]
-                i += 2
-                continue
-            if words[i].startswith("-t") and len(words[i]) > 2 and not words[i].startswith("--"):
-                table = words[i][2:]
-                i += 1
-                continue
-            rest.append(words[i])
+            word = words[i]
             i += 1
-        _apply_words(self, self.table(table), rest, None, legacy=legacy)
-        return self
+            if word in ("-t", "--table"):
+                if i >= len(words):
+                    raise LabInputError("-t", command, "a table name after -t")
+                table = words[i]
+                i += 1
+            elif word.startswith("-t") and len(word) > 2 and not word.startswith("--"):
+                table = word[2:]
+            elif word in ("--list", "--list-rules", "--numeric", "--verbose", "--exact", "--line-numbers", "--zero") or (
+                    len(word) > 1 and word[0] == "-" and word[1] != "-" and set(word[1:]) <= set("LSnvxZ")):
+                for flag in ([word] if word.startswith("--") else [f"-{c}" for c in word[1:]]):
+                    view[flag] = True
+                    if flag in ("-L", "--list", "-S", "--list-rules", "-Z", "--zero") and i < len(words) \
+                            and not words[i].startswith("-"):
+                        view["chain"] = words[i]
+                        i += 1
+            else:
+                rest.append(word)
+        tbl = self.table(table)
+        listing = next((f for f in ("-L", "--list", "-S", "--list-rules") if f in view), None)
+        zero = "-Z" in view or "--zero" in view
+        if listing or zero:
+            if rest:
+                raise LabInputError("iptables", " ".join(rest), f"no other command or rule options with {listing or '-Z'}")
+            chain = view.get("chain")
+            if chain is not None and chain not in tbl.chains:
+                raise LabInputError("chain", chain, f"a chain of table {table} (No chain/target/match by that name)")
+            out = ""
+            if listing in ("-L", "--list"):
+                out = self.list_rules(table, chain, line_numbers="--line-numbers" in view,
+                                      numeric="-n" in view or "--numeric" in view,
+                                      verbose="-v" in view or "--verbose" in view, exact="-x" in view or "--exact" in view)
+            elif listing:
+                out = self.list_specs(table, chain, counters="-v" in view or "--verbose" in view)
+            if zero:
+                for c in [tbl.chains[chain]] if chain is not None else tbl.chains.values():
+                    c.counters = Counters()
+                    for rule in c.rules:
+                        rule.counters = Counters()
+            return out
+        _apply_words(self, tbl, rest, None, legacy=legacy)
+        return ""
 
     def zero(self) -> None:
         """`iptables -Z` on every table: rule and policy counters back to 0."""
@@ -1931,8 +1982,13 @@ class Ruleset:
                 lines.append(" ".join(w for w in (f"-A {c.name}", head, count, tail) if w))
         return "\n".join(lines)
 
-    def list_rules(self, table: str = "filter", chain: str | None = None, line_numbers: bool = False) -> str:
-        """`iptables -t TABLE -L [CHAIN] -n -v -x [--line-numbers]`: the rules with their exact counters."""
+    def list_rules(self, table: str = "filter", chain: str | None = None, line_numbers: bool = False,
+                   numeric: bool = True, verbose: bool = True, exact: bool = True) -> str:
+        """`iptables -t TABLE -L [CHAIN] [-n] [-v] [-x] [--line-numbers]` (by default -n -v -x).
+
+        Without -n, iptables names addresses, protocols, ports and ICMP types: the model says "anywhere",
+        names protocols, the common ports and the ICMP types, and prints addresses as numbers (it does
+        no reverse DNS). Lines end without iptables' trailing blanks."""
         tbl = self.tables.get(table)
         if tbl is None:
             raise LabInputError("table", table, "a table of this ruleset: " + ", ".join(self.tables))
@@ -1945,15 +2001,35 @@ class Ruleset:
         blocks = []
         for c in chains:
             if c.builtin:
-                head = f"Chain {c.name} (policy {c.policy} {c.counters.packets} packets, {c.counters.bytes} bytes)"
+                counts = ""
+                if verbose:
+                    counts = (f" {_num(c.counters.packets, exact, False)}packets, "
+                              f"{_num(c.counters.bytes, exact, False)}bytes")
+                head = f"Chain {c.name} (policy {c.policy}{counts})"
             else:
                 head = f"Chain {c.name} ({refs.get(c.name, 0)} references)"
-            num = "num  " if line_numbers else ""
-            lines = [head, f"{num}    pkts      bytes target     prot opt in     out     source               destination"]
+            title = ("num  " if line_numbers else "")
+            if verbose:
+                title += "    pkts      bytes " if exact else " pkts bytes "
+            title += "target     prot opt " + ("in     out     " if verbose else "") + "source               destination"
+            lines = [head, title]
             for i, rule in enumerate(c.rules, 1):
-                lines.append((f"{i:<4} " if line_numbers else "") + _list_line(rule))
+                lines.append((f"{i:<4} " if line_numbers else "") + _list_line(rule, numeric, verbose, exact))
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
+
+
+def _num(number: int, exact: bool, table: bool = True) -> str:
+    """xtables_print_num: exact, or in K/M/G/T beyond 99999."""
+    if exact:
+        return f"{number:8} " if table else f"{number} "
+    if number <= 99999:
+        return f"{number:5} " if table else f"{number} "
+    for unit in "KMGT":
+        number = (number + 500) // 1000
+        if number <= 9999 or unit == "T":
+            return f"{number:4}{unit} " if table else f"{number}{unit} "
+    return ""  # pragma: no cover
 
 
 def _references(table: Table) -> dict[str, int]:
@@ -1965,29 +2041,34 @@ def _references(table: Table) -> dict[str, int]:
     return refs
 
 
-def _list_line(rule: Rule) -> str:
-    """One rule as `iptables -L -n -v -x` prints it (print_firewall), without the trailing blanks."""
+def _list_line(rule: Rule, numeric: bool = True, verbose: bool = True, exact: bool = True) -> str:
+    """One rule as `iptables -L` prints it (print_firewall), without the trailing blanks."""
     def addr(value, inv):
-        text = "0.0.0.0/0" if value is None else (
-            int_to_ip(value[0]) if value[1] == 0xFFFFFFFF else format_address(*value))
+        if value is None or value[1] == 0:
+            text = "0.0.0.0/0" if numeric else "anywhere"
+        else:
+            text = int_to_ip(value[0]) if value[1] == 0xFFFFFFFF else format_address(*value)
         return ("!" if inv else " ") + f"{text:<19} "
 
     def iface(name, inv):
-        return ("!" if inv else "") + (name if name not in (None, "+") or inv else "*")
+        return ("!" if inv else "") + (name if name not in (None, "+") or inv else "*" if numeric else "any")
 
     opt = ("!" if rule.frag is False else "-") + ("f" if rule.frag is not None else "-")
     target = "CT" if rule.target == "NOTRACK" else rule.target or ""  # NOTRACK is CT's alias in the kernel
-    text = (f"{rule.counters.packets:8} {rule.counters.bytes:8} {target:<9} "
-            f"{'!' if rule.proto_inv else ' '}{rule.proto:<5}{opt} "
-            f" {iface(rule.iif, rule.iif_inv):<6} {iface(rule.oif, rule.oif_inv):<6} "
-            f"{addr(rule.src, rule.src_inv)}{addr(rule.dst, rule.dst_inv)}" + ("[goto] " if rule.goto else ""))
-    extra = [m.describe() for m in rule.matches] + ([rule.ext.describe()] if rule.ext is not None else [])
+    proto = str(rule.proto) if numeric else ("all" if rule.proto == 0 else protocol_name(rule.proto))
+    text = (_num(rule.counters.packets, exact) + _num(rule.counters.bytes, exact) if verbose else "")
+    text += f"{target:<9} {'!' if rule.proto_inv else ' '}{proto:<5}{opt} "
+    if verbose:
+        text += f" {iface(rule.iif, rule.iif_inv):<6} {iface(rule.oif, rule.oif_inv):<6} "
+    text += f"{addr(rule.src, rule.src_inv)}{addr(rule.dst, rule.dst_inv)}" + ("[goto] " if rule.goto else "")
+    extra = [m.describe(numeric) for m in rule.matches] + ([rule.ext.describe(numeric)] if rule.ext is not None else [])
     return (text + "".join(f" {e}" for e in extra if e)).rstrip()
 
 
 # --- reading iptables-save / iptables-restore text and iptables commands --------------------------
 
-_COMMANDS = {"A": "append", "I": "insert", "N": "new-chain", "P": "policy", "F": "flush", "X": "delete-chain"}
+_COMMANDS = {"A": "append", "I": "insert", "D": "delete", "N": "new-chain", "P": "policy", "F": "flush",
+             "X": "delete-chain"}
 _MAIN_SHORT = {"s": "source", "d": "destination", "p": "protocol", "i": "in-interface", "o": "out-interface",
                "j": "jump", "g": "goto", "m": "match", "f": "fragment", "c": "set-counters", "4": "ipv4",
                "6": "ipv6", **_COMMANDS}
@@ -1995,7 +2076,7 @@ _MAIN_LONG = {"source": "source", "src": "source", "destination": "destination",
               "protocol": "protocol", "in-interface": "in-interface", "out-interface": "out-interface",
               "jump": "jump", "goto": "goto", "match": "match", "fragment": "fragment",
               "set-counters": "set-counters", "ipv4": "ipv4", "ipv6": "ipv6", "append": "append",
-              "insert": "insert", "new-chain": "new-chain", "policy": "policy", "flush": "flush",
+              "insert": "insert", "delete": "delete", "new-chain": "new-chain", "policy": "policy", "flush": "flush",
               "delete-chain": "delete-chain"}
 _MAIN_NARGS = {"source": 1, "destination": 1, "protocol": 1, "in-interface": 1, "out-interface": 1, "jump": 1,
                "goto": 1, "match": 1, "fragment": 0, "set-counters": 2, "ipv4": 0, "ipv6": 0}
@@ -2131,13 +2212,13 @@ class _RuleReader:
             raise self.err(f"--{opt}", f"one command per line (already --{self.command})")
         self.command = opt
         args: list[str] = [attached] if attached else []
-        need = {"append": 1, "insert": 1, "new-chain": 1, "policy": 2, "flush": 0, "delete-chain": 0}[opt]
+        need = {"append": 1, "insert": 1, "delete": 1, "new-chain": 1, "policy": 2, "flush": 0, "delete-chain": 0}[opt]
         while len(args) < need:
             if i >= len(words):
                 raise self.err(f"--{opt}", f"{need} argument{'s' if need > 1 else ''} after --{opt}")
             args.append(words[i])
             i += 1
-        optional = {"insert": "number", "flush": "chain", "delete-chain": "chain"}.get(opt)
+        optional = {"insert": "number", "delete": "number", "flush": "chain", "delete-chain": "chain"}.get(opt)
         if (optional and i < len(words) and not words[i].startswith("-") and words[i] != "!"
                 and (optional == "chain" or words[i].isdigit())):
             args.append(words[i])
@@ -2275,6 +2356,25 @@ def _apply_words(ruleset: Ruleset | None, table: Table, words: list[str], line: 
     if command is None:
         raise _err(line, " ".join(words)[:60], "a command such as -A CHAIN (no command specified)")
     rule_opts = [o for o in reader.rule_options if o not in ("ipv4",)]
+    if command == "delete":
+        chain = table.chains.get(args[0])
+        if chain is None:
+            raise _err(line, args[0], f"a chain of table {table.name} (No chain/target/match by that name)")
+        if len(args) > 1:
+            if rule_opts:
+                raise _err(line, f"--{rule_opts[0]}", "a rule number or a rule, not both")
+            number = int(args[1])
+            if not 1 <= number <= len(chain.rules):
+                raise _err(line, number, f"a rule number from 1 to {len(chain.rules)} (Index of deletion too big)")
+            del chain.rules[number - 1]
+        else:
+            wanted = [r.args() for r in reader.rules(chain)]
+            present = [r.args() for r in chain.rules]
+            if wanted[0] not in present:
+                raise _err(line, wanted[0] or "-A " + chain.name, "a rule of the chain (Bad rule (does a matching "
+                           "rule exist in that chain?))")
+            del chain.rules[present.index(wanted[0])]
+        return
     if command not in ("append", "insert") and rule_opts:
         raise _err(line, f"--{rule_opts[0]}", f"no rule options with --{command}")
     name = args[0] if args else None
@@ -2433,7 +2533,8 @@ def parse_iptables_save(text: str) -> Ruleset:
 def parse_iptables_command(command: str, ruleset: Ruleset | None = None, legacy: bool = False) -> Ruleset:
     """Apply one `iptables …` command line to a ruleset (a new one by default) and return it."""
     ruleset = ruleset if ruleset is not None else Ruleset()
-    return ruleset.iptables(command, legacy=legacy)
+    ruleset.iptables(command, legacy=legacy)
+    return ruleset
 
 
 # --- packets --------------------------------------------------------------------------------------

@@ -173,6 +173,16 @@ def test_iptables_list_matches_list_rules(scratch) -> None:
     for name in by_table:
         live = scratch.run(ns, "iptables", "-t", name, "-L", "-n", "-v", "-x").stdout
         assert [line.rstrip() for line in live.rstrip("\n").split("\n")] == model.list_rules(name).split("\n")
+    assert scratch.restore(ns, unit.REAL_DUMP_C, "-c").returncode == 0  # counters, for -v without -x
+    model = parse_iptables_save(unit.REAL_DUMP_C)
+    for flags, kwargs in ((("-n",), {"verbose": False}), (("-n", "-v"), {"exact": False}),
+                          (("-n", "-v", "--line-numbers"), {"exact": False, "line_numbers": True})):
+        for name in model.tables:
+            live = scratch.run(ns, "iptables", "-t", name, "-L", *flags).stdout
+            assert [line.rstrip() for line in live.rstrip("\n").split("\n")] == model.list_rules(name, **kwargs).split(
+                "\n"), flags
+    assert scratch.restore(ns, text, "-c").returncode == 0
+    model = parse_iptables_save(text)
     live = scratch.run(ns, "iptables", "-t", "filter", "-L", "INPUT", "-n", "-v", "-x", "--line-numbers").stdout
     assert [line.rstrip() for line in live.rstrip("\n").split("\n")] == model.list_rules(
         "filter", "INPUT", line_numbers=True).split("\n")

@@ -1385,3 +1385,76 @@ def test_iptables_dash_s_lists_policies_chains_and_rules() -> None:
     fresh.zero()
     assert fresh.list_specs("filter", "FORWARD", counters=True).splitlines() == [
         "-P FORWARD DROP -c 0 0", "-A FORWARD -c 0 0 -j KUBE-FORWARD"]
+
+
+# What `iptables -t nat -L`, `-L -v --line-numbers` and `-nL POSTROUTING` printed for these commands (trailing
+# blanks dropped; without -n iptables names ports from /etc/services: 8081 is tproxy on Debian).
+LISTED_BY_NAME = """\
+Chain PREROUTING (policy ACCEPT)
+target     prot opt source               destination
+DNAT       tcp  --  anywhere             anywhere             tcp dpt:http to:192.168.1.2
+DNAT       tcp  --  anywhere             anywhere             tcp dpt:tproxy to:192.168.1.2:22
+
+Chain INPUT (policy ACCEPT)
+target     prot opt source               destination
+
+Chain OUTPUT (policy ACCEPT)
+target     prot opt source               destination
+
+Chain POSTROUTING (policy ACCEPT)
+target     prot opt source               destination
+MASQUERADE  all  --  anywhere             anywhere
+ACCEPT     tcp  --  192.168.1.2          123.123.123.123      tcp spts:12345:12356 dpt:ssh
+KUBE-SVC   udp  --  192.168.0.0/16       anywhere             multiport dports domain,https
+
+Chain KUBE-SVC (1 references)
+target     prot opt source               destination
+RETURN     icmp --  anywhere             anywhere             icmp echo-request"""
+LISTED_VERBOSE_POSTROUTING = """\
+Chain POSTROUTING (policy ACCEPT 0 packets, 0 bytes)
+num   pkts bytes target     prot opt in     out     source               destination
+1        0     0 MASQUERADE  all  --  any    eth1    anywhere             anywhere
+2        0     0 ACCEPT     tcp  --  any    any     192.168.1.2          123.123.123.123      tcp spts:12345:12356 dpt:ssh
+3        0     0 KUBE-SVC   udp  --  any    any     192.168.0.0/16       anywhere             multiport dports domain,https"""
+LISTED_NUMERIC_POSTROUTING = """\
+Chain POSTROUTING (policy ACCEPT)
+target     prot opt source               destination
+MASQUERADE  0    --  0.0.0.0/0            0.0.0.0/0
+ACCEPT     6    --  192.168.1.2          123.123.123.123      tcp spts:12345:12356 dpt:22
+KUBE-SVC   17   --  192.168.0.0/16       0.0.0.0/0            multiport dports 53,443"""
+
+
+def test_iptables_commands_change_and_list_like_iptables() -> None:
+    rules = Ruleset()
+    for command in (
+        "$> iptables -t nat -A PREROUTING -i eth1 -p tcp --dport 80 -j DNAT --to-destination 192.168.1.2",
+        "iptables -t nat -A PREROUTING -p tcp --dport 8081 -j DNAT --to-destination 192.168.1.2:22",
+        "iptables -t nat -A POSTROUTING -o eth1 -j MASQUERADE",
+        "iptables -t nat -A POSTROUTING -p tcp -s 192.168.1.2 --sport 12345:12356 -d 123.123.123.123 --dport 22 -j ACCEPT",
+        "iptables -t nat -N KUBE-SVC",
+        "iptables -t nat -A POSTROUTING -s 192.168.0.0/16 -p udp -m multiport --dports 53,443 -j KUBE-SVC",
+        "iptables -t nat -A KUBE-SVC -p icmp --icmp-type 8 -j RETURN",
+    ):
+        assert rules.iptables(command) == ""  # iptables prints nothing when it changes rules
+    assert rules.iptables("iptables -t nat -L") == LISTED_BY_NAME
+    assert rules.iptables("iptables -t nat -L POSTROUTING -v --line-numbers") == LISTED_VERBOSE_POSTROUTING
+    assert rules.iptables("iptables -t nat -nL POSTROUTING") == LISTED_NUMERIC_POSTROUTING
+    # the notes' other commands: delete by index, flush a chain, zero the counters
+    trace(rules, router(), "udp 192.168.1.2:5000 > 8.8.8.8:53 iif eth0")
+    assert rules.iptables("iptables -t nat -L POSTROUTING -v -x").splitlines()[2].startswith("       0        0 MASQ")
+    rules.iptables("iptables -t nat -D POSTROUTING 1")
+    rules.iptables("iptables -t nat -D POSTROUTING -s 192.168.0.0/16 -p udp -m multiport --dports 53,443 -j KUBE-SVC")
+    assert rules.iptables("iptables -t nat -S POSTROUTING").splitlines() == [
+        "-P POSTROUTING ACCEPT",
+        "-A POSTROUTING -s 192.168.1.2/32 -d 123.123.123.123/32 -p tcp -m tcp --sport 12345:12356 --dport 22 -j ACCEPT"]
+    rules.iptables("iptables -t nat -F KUBE-SVC")
+    assert rules.rules("nat", "KUBE-SVC") == []
+    rules.iptables("iptables -t nat -Z")
+    assert "[1:" not in rules.to_iptables_save(counters=True)
+    with pytest.raises(LabInputError, match="Index of deletion too big"):
+        rules.iptables("iptables -t nat -D POSTROUTING 9")
+    with pytest.raises(LabInputError, match="matching rule"):
+        rules.iptables("iptables -t nat -D POSTROUTING -s 1.1.1.1 -j ACCEPT")
+    # big counters print in K/M/G as iptables does without -x
+    rules.rules("nat", "POSTROUTING")[0].counters.bytes = 123_456_789
+    assert " 123M " in rules.iptables("iptables -t nat -L POSTROUTING -v")
