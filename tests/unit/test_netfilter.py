@@ -1458,3 +1458,9 @@ def test_iptables_commands_change_and_list_like_iptables() -> None:
     # big counters print in K/M/G as iptables does without -x
     rules.rules("nat", "POSTROUTING")[0].counters.bytes = 123_456_789
     assert " 123M " in rules.iptables("iptables -t nat -L POSTROUTING -v")
+
+
+def test_a_trace_rule_marks_the_packet() -> None:
+    rules = parse_iptables_save(table("raw", "-A PREROUTING -p icmp -j TRACE"))
+    assert trace(rules, router(), "icmp 10.0.0.5 > 10.0.0.1 iif eth0").traced
+    assert not trace(rules, router(), "udp 10.0.0.5:1 > 10.0.0.1:2 iif eth0").traced
