@@ -1464,3 +1464,45 @@ def test_a_trace_rule_marks_the_packet() -> None:
     rules = parse_iptables_save(table("raw", "-A PREROUTING -p icmp -j TRACE"))
     assert trace(rules, router(), "icmp 10.0.0.5 > 10.0.0.1 iif eth0").traced
     assert not trace(rules, router(), "udp 10.0.0.5:1 > 10.0.0.1:2 iif eth0").traced
+
+
+FUZZ_FRAGMENTS = ["-s 10.0.0.0/8", "! -d 1.2.3.4", "-p tcp", "-p udp", "-p icmp", "! -p tcp", "--dport 80",
+                  "-m multiport --dports 80,443", "-m conntrack --ctstate NEW,ESTABLISHED", "-m state --state RELATED",
+                  "-m mark --mark 0x1/0x1", "-m addrtype --dst-type LOCAL", "-m statistic --mode nth --every 2 --packet 1",
+                  "-m recent --name X --rcheck --seconds 5 --reap", "-m recent --set", "-m icmp --icmp-type 8",
+                  "-i eth0", "-o eth1", "--syn", "-m conntrack --ctorigdst 10.0.0.0/8 --ctdir REPLY"]
+FUZZ_TARGETS = ["", "-j ACCEPT", "-j DROP", "-j RETURN", "-j U", "-g U", "-j REJECT", "-j REJECT --reject-with tcp-reset",
+                "-j LOG", "-j MARK --set-mark 3", "-j DNAT --to-destination 10.244.1.7:80", "-j SNAT --to-source 203.0.113.1",
+                "-j MASQUERADE --random-fully", "-j REDIRECT --to-ports 8080", "-j CT --notrack", "-j TRACE"]
+FUZZ_PACKETS = ["tcp 10.0.0.5:1000 > 10.244.1.5:80 iif eth0 flags {f}", "udp 10.0.0.5:1000 > 10.244.1.5:53 iif eth0",
+                "icmp 10.0.0.5 > 10.244.1.5 iif eth0", "tcp 10.244.1.5:80 > 10.0.0.5:1000 iif eth1 flags {f}",
+                "icmp 10.244.1.5 > 10.0.0.5 iif eth1 type echo-reply", "tcp 10.0.0.1:1000 > 10.244.1.5:80 local flags {f}",
+                "udp 127.0.0.1:1000 > 127.0.0.1:53 local", "tcp 10.0.0.5:1000 > 10.0.0.1:22 iif eth0 flags {f}"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_any_accepted_ruleset_traces_any_packet(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    text = ""
+    for name in sorted(TABLE_CHAINS):
+        lines: list[str] = []
+        for _ in range(rng.randint(0, 5)):
+            for _attempt in range(10):
+                line = " ".join(["-A", rng.choice([*TABLE_CHAINS[name], "U"]),
+                                 *rng.sample(FUZZ_FRAGMENTS, rng.randint(0, 3)), rng.choice(FUZZ_TARGETS)])
+                try:
+                    parse_iptables_save(table(name, *lines, line, chains=("U",)))
+                except LabInputError:
+                    continue
+                lines.append(line)
+                break
+        text += table(name, *lines, chains=("U",))
+    rules, ct = parse_iptables_save(text), Conntrack(seed=seed)
+    for _ in range(6):
+        out = trace(rules, router(), rng.choice(FUZZ_PACKETS).format(f=rng.choice(["S", "SA", "A", "FA", "R"])), ct)
+        assert out.verdict in ("deliver", "forward", "output", "drop", "reject")
+        assert out.text() and out.to_json()["verdict"] == out.verdict
+        ct.show()
