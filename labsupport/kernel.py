@@ -1917,7 +1917,7 @@ class NfObservation:
     """What the kernel did with one probe.
 
     verdict: "deliver" (the router's sockets got it), "forward" (it left the router: `oif` says by which
-    device), "reject" (the client got REJECT's answer, in `answer`), or "drop" (nothing came out; also a
+    device), "reject" (the sender got REJECT's answer, in `answer`), or "drop" (nothing came out; also a
     REJECT whose answer something dropped). `after` is the probe as delivered or as it arrived behind the
     router (its addresses and ports after NAT). `counters` is `iptables-save -c` of filter and nat after it.
     """
@@ -1946,7 +1946,7 @@ class NfObservation:
 
 
 def is_answer(packet) -> bool:
-    """Whether a packet the client received is REJECT's answer (an ICMP error, a TCP RST) and not a probe."""
+    """Whether a packet back at the sender is REJECT's answer (an ICMP error, a TCP RST) and not a probe."""
     from scapy.layers.inet import ICMP, TCP
 
     if packet.haslayer(TCP):
@@ -2303,7 +2303,7 @@ def model_expectation(result) -> tuple[str, str | None, object, object]:
     """What the kernel twin should observe when the model says `result`: (verdict, oif, after, answer).
 
     A packet the router forwards is seen behind it (oif eth1: the server; eth0: back at the client); one it
-    delivers is seen by its sockets; REJECT is seen as its answer at the client, and as nothing when the
+    delivers is seen by its sockets; REJECT is seen as its answer at the sender, and as nothing when the
     kernel sends no answer for that packet.
     """
     verdict = result.verdict
