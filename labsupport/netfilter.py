@@ -32,6 +32,8 @@ Where the model knowingly differs from the kernel:
   expectations;
 - an address range in SNAT/DNAT picks its address with CRC32 where the kernel uses jhash; ports the
   kernel picks at random come from Conntrack's seeded generator;
+- REJECT's ICMP error carries IP id 0 where the kernel's ip_select_ident picks one (its other fields,
+  TOS 0xC0, TTL 64, no DF, the whole datagram quoted up to 548 bytes, were checked on the kernel);
 - `iptables -L` without -n names only common ports and prints addresses as numbers (no DNS);
 - iptables-restore refuses a chain named like a target extension it has already loaded (`-N MARK`
   after a `-j MARK` rule); the model refuses only the names of the standard verdicts.
