@@ -85,6 +85,23 @@ def bench_widgets(repeat: int = 25) -> list[str]:
                   for v in ("TLSv1.2", "TLSv1.3")])
     lines.append(_line("x509 'Handshake matrix': case/version (precomputed)",
                        _timings(lambda: matrix.set(**next(cases)), repeat), goal=0.05))
+    from labsupport import nat
+    from labsupport.views import netfilter as nf_views
+
+    rule_ui = nf_views.rule_workshop()
+    picks = iter([{"ruleset": r, "packet": p} for _ in range(repeat) for r in nf_views.WORKSHOP_RULESETS
+                  for p in nf_views.WORKSHOP_PACKETS])
+    lines.append(_line("netfilter 'Rule-table workshop': rules/packet (precomputed)",
+                       _timings(lambda: rule_ui.set(**next(picks)), repeat), goal=0.05))
+    commands = iter(["iptables -t nat -A POSTROUTING -o eth1 -j MASQUERADE",
+                     ("iptables -A INPUT -p tcp --dport 22 -j DROP; iptables -t nat -A PREROUTING -i eth1 -p tcp "
+                     "--dport 80 -j DNAT --to-destination 192.168.1.2")] * repeat)
+    lines.append(_line("netfilter 'Rule-table workshop': iptables commands typed (live)",
+                       _timings(lambda: rule_ui.set(commands=next(commands)), repeat), goal=0.05))
+    recipes = nf_views.nat_scenarios()
+    names = iter(list(nat.SCENARIOS) * repeat)
+    lines.append(_line("nat 'NAT recipes': recipe (precomputed)",
+                       _timings(lambda: recipes.set(name=next(names)), repeat), goal=0.05))
     question = quiz(Question("q", ("a", "b", "c"), 1, "why")).children[0]
     answers = iter([0, 1, 2] * repeat)
     lines.append(_line("pod-network quiz: answer chosen (precomputed)",

@@ -8,8 +8,6 @@ milliseconds when a learner types a rule.
 
 from __future__ import annotations
 
-import re
-
 from labsupport import nat
 from labsupport import netfilter as nf
 from labsupport.errors import LabInputError
@@ -137,14 +135,26 @@ def workshop_rules(filter_rules: str, nat_rule: str) -> str:
     return "\n".join(dump) + "\n" + nat.nat_table(*nat_lines)
 
 
-def render_workshop(ruleset: str, packet: str, nat_rule: str) -> list:
+def workshop_ruleset(filter_rules: str, commands: str) -> nf.Ruleset:
+    """A preset filter ruleset, then the learner's `iptables …` commands (any table, separated by `;`)
+    applied in order, as a shell would run them."""
+    rules = nf.parse_iptables_save(workshop_rules(filter_rules, ""))
+    for command in (c.strip() for c in commands.split(";")):
+        if not command:
+            continue
+        if not command.startswith("iptables "):
+            raise LabInputError("iptables command", command,
+                                "a command starting with iptables, such as iptables -t nat -A POSTROUTING -j MASQUERADE")
+        try:
+            nf.parse_iptables_command(command, rules)
+        except LabInputError as error:
+            raise LabInputError("iptables command", command, f"{error.field}: {error.allowed}") from None
+    return rules
+
+
+def render_workshop(ruleset: str, packet: str, commands: str) -> list:
     """The workshop's view: the hooks the packet passed, the TRACE lines, the counters, the conntrack entry."""
-    try:  # the typed rule alone first, so an error names it rather than a line of the whole dump
-        nf.parse_iptables_save(workshop_rules("", nat_rule))
-    except LabInputError as error:
-        what = re.sub(r"^line \d+: ", "", str(error.field))
-        raise LabInputError("nat rule", nat_rule, f"a rule of the nat table ({what}: {error.allowed})") from None
-    rules = nf.parse_iptables_save(workshop_rules(WORKSHOP_RULESETS[ruleset], nat_rule))
+    rules = workshop_ruleset(WORKSHOP_RULESETS[ruleset], commands)
     conntrack = nf.Conntrack()
     result = nf.trace(rules, nat.notes_router(), WORKSHOP_PACKETS[packet], conntrack)
     return [
@@ -158,13 +168,14 @@ def render_workshop(ruleset: str, packet: str, nat_rule: str) -> list:
 
 
 def rule_workshop():
-    """The lab's rule-table workshop: a filter ruleset and a packet precomputed, a nat rule typed (live)."""
+    """The lab's rule-table workshop: a filter ruleset and a packet precomputed; iptables commands for any
+    table typed (live)."""
     return explore(
         render_workshop,
         title="Rule-table workshop (the notes' router: eth0 inside, eth1 outside)",
         ruleset=Choice(list(WORKSHOP_RULESETS), label="filter rules"),
         packet=Choice(list(WORKSHOP_PACKETS), label="packet"),
-        nat_rule=Free("-A POSTROUTING -o eth1 -j MASQUERADE", label="nat rule"),
+        commands=Free("iptables -t nat -A POSTROUTING -o eth1 -j MASQUERADE", label="iptables commands"),
     )
 
 

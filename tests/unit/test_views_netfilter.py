@@ -54,11 +54,17 @@ def test_workshop_shows_trace_counters_and_conntrack_and_bad_rules_in_place() ->
     assert "[1:40] -A POSTROUTING -o eth1 -j MASQUERADE" in shown  # iptables-save -c: 1 packet, 20+20 bytes
     assert "src=192.168.1.2 dst=93.184.216.34" in shown  # conntrack -L
     before = ui.visible()
-    ui.set(nat_rule="-A POSTROUTING -j SNAT")
-    assert ui.error == "nat rule: '-A POSTROUTING -j SNAT' is not allowed; a rule of the nat table (SNAT: --to-source ADDRESS[:PORT])"
+    ui.set(commands="iptables -t nat -A POSTROUTING -j SNAT")
+    assert ui.error == (
+        "iptables command: 'iptables -t nat -A POSTROUTING -j SNAT' is not allowed; rule: SNAT: --to-source ADDRESS[:PORT]"
+    )
     assert ui.visible()[: len(before)] == before
-    ui.set(nat_rule="-A PREROUTING -i eth1 -p tcp --dport 80 -j DNAT --to-destination 192.168.1.2")
+    ui.set(commands="iptables -t mangle -A PREROUTING -i eth0 -j MARK --set-mark 1; iptables -A FORWARD -m mark "
+                    "--mark 1 -j DROP")
     assert ui.error is None
+    shown = "\n".join(ui.visible())
+    assert "dropped: tcp 192.168.1.2:40000 > 93.184.216.34:80 (DROP in filter FORWARD)" in shown
+    assert "-A PREROUTING -i eth0 -j MARK --set-xmark 0x1/0xffffffff" in shown
 
 
 def test_nat_scenarios_one_state_per_recipe() -> None:
