@@ -2,7 +2,9 @@
 
 A random ruleset (filter and nat, from a seeded grammar: `labsupport.kernel.random_ruleset`) is loaded
 with `iptables-restore` into the router of a client — router — server twin, and a few probes (TCP SYN,
-UDP, ICMP echo) go from the client through it. For each probe the kernel says which rules counted it
+UDP, ICMP echo) go from the client through it, with now and then the answer to one of them (SYN-ACK, UDP,
+echo reply, or an ICMP error quoting it) from whoever got it. For each probe the kernel says which rules
+counted it
 (`iptables-save -c`), what became of it (delivered, forwarded and with which addresses after NAT,
 rejected and with which answer, dropped) and, after the case, `conntrack -L`; the model
 (`labsupport.netfilter.trace`) must say the same. The whole run is one module-scoped fixture: one twin,
