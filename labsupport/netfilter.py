@@ -3412,6 +3412,10 @@ class _Env:
             reply = IP(version=4, ihl=5, tos=0, id=0, flags="DF", frag=0, ttl=64, proto=6, src=int_to_ip(p.dst),
                        dst=int_to_ip(p.src)) / TCP(sport=p.dport, dport=p.sport, seq=seq, ack=ack, dataofs=5,
                                                    reserved=0, flags=flags, window=0, urgptr=0, options=[])
+            ct = p.ct
+            if ct is not None and ct.proto == 6 and "CONFIRMED" in ct.status and ct.state != "CLOSE":
+                # nf_send_reset calls nf_ct_set_closing: a confirmed connection it resets is CLOSE, 10 s left
+                ct.state, ct.expires = "CLOSE", self.ctt.now + TCP_TIMEOUTS["CLOSE"]
         else:
             if p.proto == 1 and p.itype in ICMP_ERRORS or p.fragoff:
                 return  # no ICMP error about an ICMP error, nor about a later fragment

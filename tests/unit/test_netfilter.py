@@ -1506,3 +1506,14 @@ def test_any_accepted_ruleset_traces_any_packet(seed: int) -> None:
         assert out.verdict in ("deliver", "forward", "output", "drop", "reject")
         assert out.text() and out.to_json()["verdict"] == out.verdict
         ct.show()
+
+
+def test_a_tcp_reset_from_reject_closes_a_confirmed_connection() -> None:
+    # nf_send_reset calls nf_ct_set_closing (found on the kernel by the netfilter twin): the connection the
+    # reset answers is listed CLOSE with 10 s left; an ICMP REJECT leaves the state alone.
+    rules = parse_iptables_save(table("filter", "-A FORWARD -i eth1 -p tcp -j REJECT --reject-with tcp-reset"))
+    ct = Conntrack()
+    assert trace(rules, router(), "tcp 10.0.0.5:40000 > 10.244.1.5:80 iif eth0", ct).verdict == "forward"
+    out = trace(rules, router(), "tcp 10.244.1.5:80 > 10.0.0.5:40000 iif eth1 flags SA", ct)
+    assert out.verdict == "reject" and str(out.reply["TCP"].flags) == "R"
+    assert ct.show().startswith("tcp      6 10 CLOSE src=10.0.0.5 dst=10.244.1.5 sport=40000 dport=80 ")
