@@ -12,7 +12,7 @@ one `iptables-restore` per case.
 
 MODEL_SUPPORTS lists the grammar's features the comparison uses. It starts full; a feature leaves it only
 with the reason and a reproducing case written next to it (DISABLED), never silently; model bugs the CI
-seeds do not reach are kept in KNOWN with theirs.
+seeds do not reach, once fixed, stay in FIXED as regression cases.
 """
 
 from __future__ import annotations
@@ -129,14 +129,13 @@ DISABLED: dict[str, Disagreement] = {
 }
 MODEL_SUPPORTS = frozenset(NETFILTER_FEATURES) - set(DISABLED)
 
-# Model bugs found with more seeds than CI runs (the CI seeds do not reach them, so no feature is left out):
-# each stays here, with its reproducer, until the model agrees on it.
-KNOWN: dict[str, Disagreement] = {
+# Model bugs the twin found with more seeds than CI runs, now fixed in the model: each reproducer stays
+# as a regression case that the kernel and the model must agree on.
+FIXED: dict[str, Disagreement] = {
     # REJECT --reject-with tcp-reset puts the rejected packet's connection in TCP state CLOSE (nf_send_reset
-    # calls nf_ct_set_closing; 10 s left): the kernel lists `CLOSE`, the model keeps SYN_RECV. Found with
-    # seed 620. (An ICMP REJECT leaves the state alone: both agree.)
+    # calls nf_ct_set_closing; 10 s left). Found with seed 620. (An ICMP REJECT leaves the state alone.)
     "tcp-reset-closes-the-connection": Disagreement(
-        "the model does not put a connection REJECT resets in state CLOSE",
+        "a connection REJECT resets goes to state CLOSE",
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
         "-A FORWARD -i eth1 -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n",
         (
@@ -423,15 +422,21 @@ def test_a_disagreement_prints_one_block_that_reproduces_it(run: Run) -> None:
     assert values == {"RULESET": case.ruleset.text, "PROBES": case.probes}
 
 
-@pytest.mark.parametrize("name", [*sorted(DISABLED), *sorted(KNOWN)])
-def test_known_disagreements_still_disagree(requires_netfilter, name: str) -> None:
-    # Each known disagreement still shows on its reproducer. When the model learns it, this fails: take it
-    # out of DISABLED (then the full comparison covers the feature again) or KNOWN.
-    where = "DISABLED" if name in DISABLED else "KNOWN"
-    known = DISABLED.get(name) or KNOWN[name]
+@pytest.mark.parametrize("name", sorted(DISABLED))
+def test_disabled_features_still_disagree(requires_netfilter, name: str) -> None:
+    # Each disabled feature's disagreement still shows on its reproducer. When the model learns it, this
+    # fails: take it out of DISABLED, and the full comparison covers the feature again.
+    known = DISABLED[name]
     report = run_netfilter_twin(known.ruleset, list(known.probes))
     assert report.error is None and report.kernel is not None, str(report)
-    assert not report.agrees, f"the model now agrees on {name!r}: remove it from {where}\n{report}"
+    assert not report.agrees, f"the model now agrees on {name!r}: remove it from DISABLED\n{report}"
+
+
+@pytest.mark.parametrize("name", sorted(FIXED))
+def test_fixed_disagreements_now_agree(requires_netfilter, name: str) -> None:
+    fixed = FIXED[name]
+    report = run_netfilter_twin(fixed.ruleset, list(fixed.probes))
+    assert report.agrees, f"{name}: {fixed.reason}\n{report}"
 
 
 def test_the_kernel_facts_behind_the_reject_case(requires_netfilter) -> None:
