@@ -3864,10 +3864,19 @@ class _Env:
         if p.ct is not None:
             q.ct, q.ctdir, q.ctstate = p.ct, 1 - p.ctdir, CT_RELATED
             q.related = q.proto == 1  # an ICMP error is translated, quote and all, never run through nat
+        current_ip, self.current_ip = self.current_ip, lambda: reply  # a REJECT of the answer quotes it
         try:
             verdict, _, reason = self.send_local(q)
         except _Drop as drop:
             verdict, reason = "drop", drop.reason
+            if drop.verdict == "reject" and self.reply is not reply:
+                # A REJECT in OUTPUT answers REJECT's answer in turn (the target runs nf_send_reset /
+                # nf_send_unreach on it as on any packet), and that answer leaves through OUTPUT too. The
+                # kernel's refusals end it: nf_send_reset sends no RST for a RST, icmp_send no ICMP error
+                # about an ICMP error (self.reject builds none then, leaving self.reply as it was).
+                self.send_reply(q)
+        finally:
+            self.current_ip = current_ip
         if verdict == "drop":
             self.reply = None
             return f"its answer was dropped: {reason}"

@@ -106,7 +106,7 @@ _REJECT_PROBES = (
 # A REJECT in filter OUTPUT that matches REJECT's own answer (here the RST for 172.16.3.3:8080, which the
 # router sends from 172.16.3.3) answers it in turn: an ICMP error to 172.16.3.3 that goes through OUTPUT too,
 # where the same rule counts it again and drops it (no error about an error). The kernel counts OUTPUT rule
-# 1 twice ([2:108]: the 40-byte RST, the 68-byte error); the model once ([1:40]).
+# 1 twice ([2:108]: the 40-byte RST, the 68-byte error); the model used to count it once ([1:40]).
 _OUTPUT_REJECT_CASE = """\
 *filter
 :INPUT ACCEPT [0:0]
@@ -120,13 +120,7 @@ COMMIT
 # Grammar features whose cases are compared with the model. Starts full: a feature leaves only with its
 # reason and a reproducer here (reported to the model's author), and test_disabled_features_still_disagree
 # fails as soon as the model handles it, so it comes back.
-DISABLED: dict[str, Disagreement] = {
-    "output-reject": Disagreement(
-        "the model does not answer a REJECT answer that OUTPUT's REJECT rejects",
-        _OUTPUT_REJECT_CASE,
-        (Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080),),
-    ),
-}
+DISABLED: dict[str, Disagreement] = {}
 MODEL_SUPPORTS = frozenset(NETFILTER_FEATURES) - set(DISABLED)
 
 # Model bugs the twin found with more seeds than CI runs, now fixed in the model: each reproducer stays
@@ -142,6 +136,13 @@ FIXED: dict[str, Disagreement] = {
             Probe("tcp", "10.1.0.2", "10.2.0.2", 40000, 80),
             Probe("tcp", "10.2.0.2", "10.1.0.2", 80, 40000, "eth1", reply=True),
         ),
+    ),
+    # A REJECT in filter OUTPUT answers REJECT's own answer in turn (the RST gets an ICMP error, which the same
+    # rule counts and drops: no ICMP error about an ICMP error). Was DISABLED["output-reject"].
+    "output-reject": Disagreement(
+        "REJECT's answer, rejected in OUTPUT, is answered once more",
+        _OUTPUT_REJECT_CASE,
+        (Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080),),
     ),
 }
 
@@ -422,14 +423,16 @@ def test_a_disagreement_prints_one_block_that_reproduces_it(run: Run) -> None:
     assert values == {"RULESET": case.ruleset.text, "PROBES": case.probes}
 
 
-@pytest.mark.parametrize("name", sorted(DISABLED))
-def test_disabled_features_still_disagree(requires_netfilter, name: str) -> None:
-    # Each disabled feature's disagreement still shows on its reproducer. When the model learns it, this
-    # fails: take it out of DISABLED, and the full comparison covers the feature again.
-    known = DISABLED[name]
-    report = run_netfilter_twin(known.ruleset, list(known.probes))
-    assert report.error is None and report.kernel is not None, str(report)
-    assert not report.agrees, f"the model now agrees on {name!r}: remove it from DISABLED\n{report}"
+def test_disabled_features_still_disagree(requires_netfilter) -> None:
+    # The comparison uses every feature but the DISABLED ones, each of which still disagrees on its
+    # reproducer. When the model learns one, this fails: take it out of DISABLED, and the full comparison
+    # covers the feature again. (Not parametrized: DISABLED is usually empty.)
+    assert set(DISABLED) <= set(NETFILTER_FEATURES) and not set(DISABLED) & set(FIXED)
+    assert MODEL_SUPPORTS == frozenset(NETFILTER_FEATURES) - set(DISABLED)
+    for name, known in sorted(DISABLED.items()):
+        report = run_netfilter_twin(known.ruleset, list(known.probes))
+        assert report.error is None and report.kernel is not None, str(report)
+        assert not report.agrees, f"the model now agrees on {name!r}: remove it from DISABLED\n{report}"
 
 
 @pytest.mark.parametrize("name", sorted(FIXED))
@@ -457,10 +460,10 @@ def test_the_kernel_facts_behind_the_reject_case(requires_netfilter) -> None:
 
 
 def test_the_kernel_facts_behind_the_output_reject_case(requires_netfilter) -> None:
-    disabled = DISABLED.get("output-reject") or Disagreement("", _OUTPUT_REJECT_CASE, ())
+    fixed = FIXED["output-reject"]
     with NetfilterTwin() as twin:
-        case = twin.run_case(_OUTPUT_REJECT_CASE, [Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080)])
-    assert disabled.ruleset == _OUTPUT_REJECT_CASE
+        case = twin.run_case(fixed.ruleset, list(fixed.probes))
+    assert fixed.ruleset == _OUTPUT_REJECT_CASE
     assert case.seen[0].verdict == "drop"  # the RST never left
     counters = kernel.parse_counters(case.counters)
     assert counters["filter", "FORWARD"]["rules"] == [(1, 40)]

@@ -1517,3 +1517,24 @@ def test_a_tcp_reset_from_reject_closes_a_confirmed_connection() -> None:
     out = trace(rules, router(), "tcp 10.244.1.5:80 > 10.0.0.5:40000 iif eth1 flags SA", ct)
     assert out.verdict == "reject" and str(out.reply["TCP"].flags) == "R"
     assert ct.show().startswith("tcp      6 10 CLOSE src=10.0.0.5 dst=10.244.1.5 sport=40000 dport=80 ")
+
+
+def test_a_reject_in_output_answers_rejects_answer_once_more() -> None:
+    # The netfilter twin's output-reject reproducer (tests/kernel/test_kernel_netfilter.py): FORWARD's RST
+    # is rejected in OUTPUT, which answers it with an ICMP error (nf_send_unreach); that error goes through
+    # OUTPUT too, where the same rule counts it and drops it (icmp_send: no error about an ICMP error).
+    from labsupport.kernel import NF_ROUTER, Probe, netfilter_topology
+
+    rules = parse_iptables_save(table("filter", "-A FORWARD -p tcp -j REJECT --reject-with tcp-reset",
+                                      "-A OUTPUT -j REJECT --reject-with icmp-net-prohibited"))
+    host = netfilter_topology().namespaces[NF_ROUTER]
+    probe = Probe("tcp", "10.1.0.2", "172.16.3.3", 40000, 8080)
+    result = trace(rules, host, probe.packet(), Conntrack(), iif=probe.iif)
+    assert result.verdict == "reject" and result.reply is None and "dropped" in result.reason
+    assert [str(r.counters) for r in rules.rules("filter", "FORWARD")] == ["[1:40]"]
+    assert [str(r.counters) for r in rules.rules("filter", "OUTPUT")] == ["[2:108]"]  # 40-byte RST, 68-byte error
+    # a tcp-reset REJECT in OUTPUT sends no RST for the RST: counted once
+    rules = parse_iptables_save(table("filter", "-A FORWARD -p tcp -j REJECT --reject-with tcp-reset",
+                                      "-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset"))
+    trace(rules, host, probe.packet(), Conntrack(), iif=probe.iif)
+    assert [str(r.counters) for r in rules.rules("filter", "OUTPUT")] == ["[1:40]"]
