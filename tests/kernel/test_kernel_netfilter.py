@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from twin_safety import left_behind, root_snapshot
 
 from labsupport import kernel
 from labsupport.kernel import (
@@ -48,7 +48,6 @@ from labsupport.kernel import (
     compare_probe,
     model_case,
     netfilter_topology,
-    netns_list,
     random_probes,
     random_ruleset,
     reproducer,
@@ -487,44 +486,6 @@ def test_run_netfilter_twin_says_why_it_is_skipped(monkeypatch) -> None:
 
 
 # --- safety: the root namespace is never touched, nothing is left behind ----------------------------------
-
-_COUNTERS = re.compile(r"\[\d+:\d+\]")
-_TIMES = {"valid_life_time", "preferred_life_time", "expires"}
-
-
-def _drop_times(value):
-    if isinstance(value, dict):
-        return {k: _drop_times(v) for k, v in value.items() if k not in _TIMES}
-    if isinstance(value, list):
-        return [_drop_times(v) for v in value]
-    return value
-
-
-def root_snapshot() -> dict:
-    """This machine's own namespace as `ip -j link/addr/route/rule`, `iptables-save` and `ip netns list`
-    show it: only read, never changed.
-    Lifetimes, expiry timers and packet counters are left out (they move on their own)."""
-
-    def run(*cmd: str) -> str:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
-
-    snap = {
-        "link": _drop_times(json.loads(run("ip", "-j", "link"))),
-        "addr": _drop_times(json.loads(run("ip", "-j", "addr"))),
-        "route": _drop_times(json.loads(run("ip", "-j", "route", "show", "table", "all"))),
-        "rule": json.loads(run("ip", "-j", "rule")),
-        # only this test process's twins: other runs may add namespaces meanwhile
-        "netns": sorted(n for n in netns_list() if n.startswith(f"k8s101-{os.getpid()}-")),
-    }
-    if shutil.which("iptables-save"):
-        text = run("iptables-save")
-        snap["iptables"] = [_COUNTERS.sub("", line) for line in text.splitlines() if not line.startswith("#")]
-    return snap
-
-
-def left_behind(prefix: str) -> list[str]:
-    return [n for n in netns_list() if n.startswith(prefix)]
-
 
 def _case(seed: int) -> tuple[str, list]:
     return random_ruleset(seed).text, random_probes(seed)

@@ -10,16 +10,13 @@ kernel said, and tears the twin down; the tests then compare that record with th
 from __future__ import annotations
 
 import copy
-import json
-import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
 import pytest
+from twin_safety import left_behind, root_snapshot
 
 from labsupport import kernel
 from labsupport.kernel import (
@@ -30,7 +27,6 @@ from labsupport.kernel import (
     compare_frames,
     compare_route_get,
     model_frames_on,
-    netns_list,
     run_twin,
 )
 from labsupport.pod_network import Node, aws_vpc_cni_node, build_node, walk
@@ -270,44 +266,6 @@ def test_run_twin_says_why_it_is_skipped(monkeypatch) -> None:
 
 
 # --- safety: the root namespace is never touched, nothing is left behind ----------------------------------
-
-_COUNTERS = re.compile(r"\[\d+:\d+\]")
-_TIMES = {"valid_life_time", "preferred_life_time", "expires"}
-
-
-def _drop_times(value):
-    if isinstance(value, dict):
-        return {k: _drop_times(v) for k, v in value.items() if k not in _TIMES}
-    if isinstance(value, list):
-        return [_drop_times(v) for v in value]
-    return value
-
-
-def root_snapshot() -> dict:
-    """The root namespace as `ip -j link/addr/route/rule`, `iptables-save` and `ip netns list` show it
-    (lifetimes, expiry timers and packet counters left out: they move on their own)."""
-
-    def run(*cmd: str) -> str:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
-
-    snap = {
-        "link": _drop_times(json.loads(run("ip", "-j", "link"))),
-        "addr": _drop_times(json.loads(run("ip", "-j", "addr"))),
-        "route": _drop_times(json.loads(run("ip", "-j", "route", "show", "table", "all"))),
-        "rule": json.loads(run("ip", "-j", "rule")),
-        # Only this test process's twins: other runs (other processes) may add namespaces meanwhile.
-        # Each test also checks that no namespace of the twin it ran (its own prefix) is left.
-        "netns": sorted(n for n in netns_list() if n.startswith(f"k8s101-{os.getpid()}-")),
-    }
-    if shutil.which("iptables-save"):
-        text = run("iptables-save")
-        snap["iptables"] = [_COUNTERS.sub("", line) for line in text.splitlines() if not line.startswith("#")]
-    return snap
-
-
-def left_behind(prefix: str) -> list[str]:
-    return [n for n in netns_list() if n.startswith(prefix)]
-
 
 def test_root_namespace_untouched_by_a_run() -> None:
     before = root_snapshot()
