@@ -107,6 +107,25 @@ def requires_chromium() -> str:
 
 
 @pytest.fixture(scope="session")
+def unavailable():
+    """`skip_or_fail` for a test to call itself: skips with the reason, or fails under CI."""
+    return skip_or_fail
+
+
+@pytest.fixture(scope="session")
+def requires_tools():
+    """A function `need((command, debian_package), ...)` that skips (or fails under CI) unless each
+    command is installed."""
+
+    def need(*tools: tuple[str, str]) -> None:
+        for tool, package in tools:
+            if shutil.which(tool) is None:
+                skip_or_fail(f"needs the `{tool}` command (Debian package {package})")
+
+    return need
+
+
+@pytest.fixture(scope="session")
 def requires_openssl() -> str:
     """Skip (or fail under CI) unless the `openssl` command is installed; returns its path."""
     path = shutil.which("openssl")

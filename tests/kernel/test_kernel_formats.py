@@ -22,7 +22,6 @@ import os
 import random
 import re
 import secrets
-import shutil
 import subprocess
 from ipaddress import IPv4Address, IPv4Network
 
@@ -275,15 +274,14 @@ def test_aws_node_tables_rules_and_local_table(aws):
     assert lab.text(r, "route", "show", "table", "local") == host.ip_route("local")
 
 
-def test_aws_pod_addr_routes_and_static_arp(aws):
+def test_aws_pod_addr_routes_and_static_arp(aws, requires_tools):
     node, lab, real = aws
     pod, r = node.namespace("pod-a"), real["pod-a"]
     # The model numbers the pod's eth0 3, as the notes' pod does; a namespace holding only lo gives 2.
     assert lab.text(r, "addr") == pod.ip_addr().replace("\n3: eth0@", "\n2: eth0@")
     assert lab.text(r, "route") == pod.ip_route()
     assert lab.text(r, "neigh") == pod.ip_neigh()
-    if shutil.which("arp") is None:
-        pytest.skip("net-tools `arp` is not installed; `ip neigh` was compared")
+    requires_tools(("arp", "net-tools"))
     assert lab.run(r, "arp", "-an").stdout.strip() == pod.arp_a()
 
 

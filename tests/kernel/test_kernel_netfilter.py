@@ -21,7 +21,6 @@ import ast
 import copy
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -146,21 +145,9 @@ FIXED: dict[str, Disagreement] = {
 }
 
 
-def skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
-        pytest.fail(f"required in CI (CI=true) but unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def requires_netfilter(requires_root_netns) -> None:
-    for tool, package in (
-        ("iptables-restore", "iptables"),
-        ("iptables-save", "iptables"),
-        ("conntrack", "conntrack"),
-    ):
-        if shutil.which(tool) is None:
-            skip_or_fail(f"needs the `{tool}` command (Debian package {package})")
+def requires_netfilter(requires_root_netns, requires_tools) -> None:
+    requires_tools(("iptables-restore", "iptables"), ("iptables-save", "iptables"), ("conntrack", "conntrack"))
 
 
 @dataclass
