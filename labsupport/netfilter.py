@@ -44,6 +44,7 @@ from __future__ import annotations
 import random
 import re
 import zlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -433,7 +434,7 @@ def _parse_mark(text: str, line: int | None, what: str, allow_mask: bool = True)
 # --- matches ------------------------------------------------------------------------------------
 
 
-class Match:
+class Match(ABC):
     """One `-m NAME …` match of a rule: parses its options, prints them as iptables-save does, and
     compiles to a predicate on the packet being traced."""
 
@@ -459,8 +460,9 @@ class Match:
         self.seen.add(opt)
         self.parse(opt, args, invert)
 
-    def parse(self, opt: str, args: list[str], invert: bool) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def parse(self, opt: str, args: list[str], invert: bool) -> None:
+        """Take one option of this match (already checked against OPTIONS) with its arguments."""
 
     def finish(self, rule: Rule) -> None:
         """Checks once the whole rule is read (e.g. `-m tcp` needs `-p tcp`)."""
@@ -1512,42 +1514,38 @@ class _Nat(Target):
         return " ".join(words)
 
 
-class DnatTarget(_Nat):
+class _NatTo(_Nat):
+    """DNAT and SNAT: the same target with the destination or the source as what it maps."""
+
+    manip = ""
+
+    def finish(self, rule: Rule) -> None:
+        if self.range.min_ip is None and self.range.min_port is None:
+            raise _err(self.line, f"-j {self.name}", f"--{self.to_option} ADDRESS[:PORT]", self.name)
+        super().finish(rule)
+
+    def save(self) -> str:
+        return f" --{self.to_option} {self.range.text()}" + self._flags()
+
+    def run(self, p, env) -> str:
+        env.nat(p, self.manip, self.range, self)
+        return V_ACCEPT
+
+
+class DnatTarget(_NatTo):
     name = "DNAT"
     OPTIONS: ClassVar[dict[str, int]] = {"to-destination": 1, "random": 0, "persistent": 0}
     HOOKS = ("PREROUTING", "OUTPUT")
     to_option = "to-destination"
-
-    def finish(self, rule: Rule) -> None:
-        if self.range.min_ip is None and self.range.min_port is None:
-            raise _err(self.line, "-j DNAT", "--to-destination ADDRESS[:PORT]", "DNAT")
-        super().finish(rule)
-
-    def save(self) -> str:
-        return f" --to-destination {self.range.text()}" + self._flags()
-
-    def run(self, p, env) -> str:
-        env.nat(p, "dst", self.range, self)
-        return V_ACCEPT
+    manip = "dst"
 
 
-class SnatTarget(_Nat):
+class SnatTarget(_NatTo):
     name = "SNAT"
     OPTIONS: ClassVar[dict[str, int]] = {"to-source": 1, "random": 0, "random-fully": 0, "persistent": 0}
     HOOKS = ("POSTROUTING", "INPUT")
     to_option = "to-source"
-
-    def finish(self, rule: Rule) -> None:
-        if self.range.min_ip is None and self.range.min_port is None:
-            raise _err(self.line, "-j SNAT", "--to-source ADDRESS[:PORT]", "SNAT")
-        super().finish(rule)
-
-    def save(self) -> str:
-        return f" --to-source {self.range.text()}" + self._flags()
-
-    def run(self, p, env) -> str:
-        env.nat(p, "src", self.range, self)
-        return V_ACCEPT
+    manip = "src"
 
 
 class MasqueradeTarget(_Nat):

@@ -42,6 +42,7 @@ import io
 import itertools
 import math
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -95,18 +96,20 @@ _HINT_STYLE = "font-size:0.85em;color:#555;font-style:italic;margin:0 0 4px 0;"
 # Parts: what render() returns
 
 
-class Part:
+class Part(ABC):
     """Base class of what ``render`` returns. Each part knows how to become a widget."""
 
+    @abstractmethod
     def _describe(self) -> list[str]:
-        raise NotImplementedError
+        """The part as comparable text (what ``Explorable.visible`` returns)."""
 
+    @abstractmethod
     def _build(self, kit: _Kit) -> widgets.Widget:
-        raise NotImplementedError
+        """A new widget showing this part."""
 
+    @abstractmethod
     def _update(self, widget: widgets.Widget, kit: _Kit) -> bool:
         """Update ``widget`` in place to show this part; False if it is the wrong kind."""
-        raise NotImplementedError
 
 
 class Html(Part):
