@@ -1,0 +1,349 @@
+"""VXLAN overlays: encapsulation, the VTEP's forwarding tables, and what the overhead costs the pods' MTU.
+
+Models the notes' "Overlay network" section (VXLAN, VTEP, the 24-bit VNI, the frame format) the
+way Linux's `vxlan` driver does it, which is what flannel's `flannel.1` and Calico's `vxlan.calico` are:
+
+- :func:`vxlan_packet` wraps a pod's Ethernet frame in UDP/IP as the device's transmit path does
+  (outer IPv4 or IPv6, UDP source port from the inner flow, the 8-byte header with the I flag and VNI);
+  :func:`vxlan_decapsulate` is the receive side.
+- :class:`Vtep` is one vxlan device's forwarding database and neighbour entries: learning from
+  received packets (the default) versus flannel's static entries (`nolearning`), printed as
+  `bridge fdb show dev flannel.1` and `ip neigh show dev flannel.1` print them.
+- :func:`overhead` and :func:`pod_mtu` are the MTU arithmetic (1500 − 50 = flannel's 1450).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from labsupport.addressing import ZERO_MAC, parse_ipv4_address, parse_mac
+from labsupport.errors import LabInputError
+from labsupport.packets import concrete
+
+LINUX_VXLAN_PORT = 8472  # drivers/net/vxlan: "the Linux default is 8472 for compatibility with early adopters"
+IANA_VXLAN_PORT = 4789  # RFC 7348
+MAX_VNI = 2**24 - 1  # 24 bits: 16,777,216 networks
+LOCAL_PORT_RANGE = (32768, 60999)  # net.ipv4.ip_local_port_range's default
+UNDERLAYS = ("ipv4", "ipv6")
+OUTER_IP_HEADER = {"ipv4": 20, "ipv6": 40}
+ETHERNET_HEADER, VLAN_TAG, UDP_HEADER, VXLAN_HEADER = 14, 4, 8, 8
+MIN_MTU = {"ipv4": 68, "ipv6": 1280}  # the smallest MTU each protocol allows (RFC 791, RFC 8200)
+
+
+def parse_ip_address(value: object, field: str) -> IPv4Address | IPv6Address:
+    """Read an IPv4 or IPv6 address, as `ip link add … type vxlan local ADDR remote ADDR` takes them."""
+    try:
+        return ip_address(str(value).strip())
+    except ValueError:
+        raise LabInputError(field, value, "expected an IPv4 or IPv6 address such as 192.168.56.10 or fd00::10") from None
+
+
+def outer_addresses(outer_src: object, outer_dst: object) -> tuple[IPv4Address | IPv6Address, IPv4Address | IPv6Address]:
+    """Both tunnel endpoints, of the same family (a tunnel's local and remote are both IPv4 or both IPv6)."""
+    src = parse_ip_address(outer_src, "outer_src")
+    dst = parse_ip_address(outer_dst, "outer_dst")
+    if src.version != dst.version:
+        raise LabInputError("outer_dst", outer_dst, f"an IPv{src.version} address, like outer_src {src}")
+    return src, dst
+
+
+def outer_ip(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address, proto: int, ttl: int, ip_id: int):
+    """The outer IP header a Linux tunnel device writes: TTL 64 ("ttl auto"), TOS 0, DF clear, fixed IP id.
+
+    For IPv6: hop limit = ttl, traffic class 0, flow label 0. The proto is the IPv4 protocol
+    number or IPv6 next header (17 UDP, 4 IPIP, 41 IPv6, 47 GRE).
+    """
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+
+    ttl_value = check_range(ttl, "ttl", 1, 255)
+    if src.version == 6:
+        return IPv6(src=str(src), dst=str(dst), nh=proto, hlim=ttl_value, tc=0, fl=0)
+    return IP(src=str(src), dst=str(dst), proto=proto, ttl=ttl_value, tos=0, flags=0, id=check_range(ip_id, "ip_id", 0, 65535))
+
+
+def check_range(value: object, field: str, low: int, high: int) -> int:
+    """A whole number from low to high, or the one LabInputError naming the field."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if number is None and isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or not low <= number <= high:
+        raise LabInputError(field, value, f"a whole number from {low} to {high}")
+    return number
+
+
+def check_vni(vni: object) -> int:
+    """The VXLAN Network Identifier: 24 bits, 0 to 16777215 (`ip link add … type vxlan id VNI`)."""
+    return check_range(vni, "vni", 0, MAX_VNI)
+
+
+def _ether(frame, field: str):
+    from scapy.layers.l2 import Ether
+
+    if not isinstance(frame, Ether):
+        raise LabInputError(field, type(frame).__name__, "a scapy Ether frame (the pod's frame as the vxlan device gets it)")
+    return frame
+
+
+def flow_source_port(inner_frame) -> int:
+    """The outer UDP source port for an inner frame: a hash of its flow, scaled into 32768–60999.
+
+    Linux's `udp_flow_src_port()` takes the skb's flow hash (addresses, protocol and ports of the
+    inner packet, or the two MACs when there is no IP), folds it (`hash ^= hash << 16`) and scales
+    it into the local port range (`net.ipv4.ip_local_port_range`, 32768–60999 by default):
+    `((u64) hash * (max - min)) >> 32) + min`. The kernel's hash is keyed with a random seed chosen
+    at boot, so the real port differs from machine to machine and boot to boot; this model uses
+    SHA-256 of the same fields instead, so one flow always gets the same port here and different
+    flows (usually) different ones, which is what ECMP in the underlay relies on. RFC 7348 suggests
+    49152–65535; Linux uses its local port range.
+    """
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+
+    frame = _ether(inner_frame, "inner_frame")
+    if IP in frame or IPv6 in frame:
+        l3 = frame[IP] if IP in frame else frame[IPv6]
+        proto = l3.proto if IP in frame else l3.nh
+        parts = [str(l3.src), str(l3.dst), str(proto)]
+        l4 = next((frame[layer] for layer in (TCP, UDP) if layer in frame), None)
+        if l4 is not None:
+            parts += [str(l4.sport), str(l4.dport)]
+    else:
+        parts = [frame.src, frame.dst, str(frame.type)]
+    digest = int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "big")
+    digest ^= (digest << 16) & 0xFFFFFFFF
+    low, high = LOCAL_PORT_RANGE
+    return ((digest * (high - low)) >> 32) + low
+
+
+def vxlan_packet(
+    inner_frame,
+    outer_src,
+    outer_dst,
+    vni: int = 1,
+    dstport: int = LINUX_VXLAN_PORT,
+    ttl: int = 64,
+    ip_id: int = 0,
+    udp_checksum: bool = True,
+):
+    """Encapsulate a pod's Ethernet frame as a Linux vxlan device sends it: outer IP / UDP / VXLAN / frame.
+
+    Mirrors `ip link add flannel.1 type vxlan id VNI local OUTER_SRC dstport 8472 nolearning`
+    sending a frame whose FDB entry says `dst OUTER_DST`. Returns the OUTER L3 packet (scapy IP, or
+    IPv6 when the endpoints are IPv6) without an outer Ethernet header: the node's own stack routes
+    it and adds Ethernet after ARP, as the kernel does.
+
+    - Outer IP: TTL 64 (`ttl auto`), TOS 0, DF clear (the driver's defaults), IP id ip_id (fixed so
+      the model reproduces; the kernel's varies).
+    - UDP: destination port dstport (Linux default 8472, IANA 4789), source port from
+      :func:`flow_source_port`. udp_checksum=True matches this kernel's default (`ip -d link show`
+      prints `udpcsum` for a new IPv4 vxlan device, and captured frames carry a checksum);
+      RFC 7348 says the checksum SHOULD be transmitted as zero over IPv4 (`udpcsum` off, i.e.
+      `noudpcsum`). Over IPv6 a zero checksum needs `udp6zerocsumtx`.
+    - VXLAN header: flags 0x08 (I: the VNI is valid), 24 reserved bits, the 24-bit VNI, 8 reserved bits.
+    """
+    from scapy.layers.inet import UDP
+    from scapy.layers.vxlan import VXLAN
+
+    frame = _ether(inner_frame, "inner_frame")
+    src, dst = outer_addresses(outer_src, outer_dst)
+    vni_value = check_vni(vni)
+    port = check_range(dstport, "dstport", 1, 65535)
+    udp = UDP(sport=flow_source_port(frame), dport=port, chksum=None if udp_checksum else 0)
+    return concrete(outer_ip(src, dst, 17, ttl, ip_id) / udp / VXLAN(flags=0x08, vni=vni_value) / frame.copy())
+
+
+def vxlan_decapsulate(packet_or_frame) -> tuple[int, object]:
+    """The receive side: from an outer packet (or a captured frame with outer Ethernet) to (VNI, inner frame).
+
+    What the vxlan device does with a datagram arriving on its UDP port: check the I flag, read the
+    VNI, hand the inner Ethernet frame to the device with that VNI. Works for any destination port
+    (the UDP payload is read as VXLAN whatever the port).
+    """
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import Packet
+
+    if not isinstance(packet_or_frame, Packet) or UDP not in packet_or_frame:
+        raise LabInputError("packet", getattr(packet_or_frame, "summary", lambda: repr(packet_or_frame))(),
+                            "a UDP packet carrying VXLAN (outer IP / UDP / VXLAN / Ethernet)")
+    payload = bytes(packet_or_frame[UDP].payload)
+    if len(payload) < VXLAN_HEADER + ETHERNET_HEADER:
+        raise LabInputError("packet", f"{len(payload)} bytes of UDP payload",
+                            f"at least {VXLAN_HEADER + ETHERNET_HEADER} (VXLAN header and inner Ethernet)")
+    header = VXLAN(payload[:VXLAN_HEADER])
+    if not int(header.flags) & 0x08:
+        raise LabInputError("packet", f"VXLAN flags {int(header.flags):#04x}", "the I flag (0x08) set: a valid VNI")
+    return int(header.vni), Ether(payload[VXLAN_HEADER:])
+
+
+def overhead(encapsulation: str = "vxlan", underlay: str = "ipv4", inner_vlan: bool = False) -> int:
+    """Bytes an encapsulation adds to each pod packet, counted against the underlay MTU.
+
+    VXLAN: outer IPv4 20 (IPv6 40) + UDP 8 + VXLAN 8 + inner Ethernet 14 = 50 (70), as Linux's
+    `VXLAN_HEADROOM` / `VXLAN6_HEADROOM`; +4 when the inner frame carries an 802.1Q tag. The other
+    encapsulations ("ipip", "gre", "gretap", "sit", "geneve", "none") are in
+    :func:`labsupport.tunneling.overhead` and are answered from there.
+    """
+    if underlay not in UNDERLAYS:
+        raise LabInputError("underlay", underlay, f"one of {', '.join(UNDERLAYS)}")
+    if encapsulation != "vxlan":
+        from labsupport.tunneling import overhead as tunnel_overhead
+
+        return tunnel_overhead(encapsulation, underlay=underlay, inner_vlan=inner_vlan)
+    return OUTER_IP_HEADER[underlay] + UDP_HEADER + VXLAN_HEADER + ETHERNET_HEADER + (VLAN_TAG if inner_vlan else 0)
+
+
+def pod_mtu(underlay_mtu: int, encapsulation: str = "vxlan", underlay: str = "ipv4", inner_vlan: bool = False) -> int:
+    """The MTU to give pods (and flannel.1, cni0) so an encapsulated packet fits the underlay unfragmented.
+
+    flannel: `mtu = external interface MTU - 50` (1500 → 1450). VTEPs must not fragment (RFC 7348),
+    so a pod MTU below the protocol minimum (68 for IPv4) means the underlay is too small.
+    """
+    mtu = check_range(underlay_mtu, "underlay_mtu", 68, 65535)
+    cost = overhead(encapsulation, underlay, inner_vlan)
+    result = mtu - cost
+    if result < MIN_MTU["ipv4"]:
+        raise LabInputError(
+            "underlay_mtu", underlay_mtu,
+            f"at least {cost + MIN_MTU['ipv4']}: {encapsulation} over {underlay} costs {cost} bytes "
+            f"and pods need an MTU of at least {MIN_MTU['ipv4']}",
+        )
+    return result
+
+
+# --- the VTEP: forwarding database and neighbour entries --------------------------------------------
+
+
+@dataclass(frozen=True)
+class VxlanFdbEntry:
+    """One entry of a vxlan device's FDB: inner MAC → remote VTEP address (`bridge fdb … dev flannel.1`).
+
+    The all-zeros MAC is the default destination: unknown and broadcast frames go to every such dst
+    (head-end replication). permanent = added by hand or by flannel; otherwise learned.
+    """
+
+    mac: str
+    dst: IPv4Address
+    dev: str
+    permanent: bool = True
+
+    def line(self, with_dev: bool = False) -> str:
+        """The line `bridge fdb show dev DEV` prints (with_dev: as plain `bridge fdb show` prints it).
+
+        iproute2 prints the state word after "self"; a learned entry has none, which leaves a trailing space.
+        """
+        dev = f" dev {self.dev}" if with_dev else ""
+        return f"{self.mac}{dev} dst {self.dst} self " + ("permanent" if self.permanent else "")
+
+    def to_json(self) -> dict:
+        """As `bridge -j fdb show dev DEV` prints it."""
+        return {"mac": self.mac, "dst": str(self.dst), "flags": ["self"], "state": "permanent" if self.permanent else ""}
+
+
+@dataclass(frozen=True)
+class VtepNeighbour:
+    """A neighbour entry on the vxlan device: remote VTEP's overlay address → its device MAC."""
+
+    ip: IPv4Address
+    mac: str
+    dev: str
+    state: str = "PERMANENT"
+
+    def line(self, with_dev: bool = False) -> str:
+        """The line `ip neigh show dev DEV` prints (iproute2 ends it with a space)."""
+        dev = f" dev {self.dev}" if with_dev else ""
+        return f"{self.ip}{dev} lladdr {self.mac} {self.state} "
+
+
+@dataclass
+class Vtep:
+    """One vxlan device (a VXLAN Tunnel End Point): its VNI, local address, and the tables it forwards by.
+
+    learning=True is the kernel's default (`ip link add vx type vxlan id 1 …`): a received
+    packet teaches inner source MAC → outer source IP. flannel creates `flannel.1` with `nolearning`
+    and writes one permanent FDB entry and one permanent neighbour entry per remote node instead.
+    """
+
+    name: str
+    vni: int
+    local: IPv4Address
+    mac: str
+    dstport: int = LINUX_VXLAN_PORT
+    learning: bool = True
+    fdb: list[VxlanFdbEntry] = field(default_factory=list)
+    neighbours: list[VtepNeighbour] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.vni = check_vni(self.vni)
+        self.local = parse_ipv4_address(self.local, "local")
+        self.mac = parse_mac(self.mac, "mac")
+        self.dstport = check_range(self.dstport, "dstport", 1, 65535)
+
+    def fdb_add(self, mac: str, dst: str, append: bool = False) -> VxlanFdbEntry:
+        """`bridge fdb add MAC dev DEV dst DST self permanent` (or `bridge fdb append` for another
+        all-zeros default destination: several dsts per MAC only with append)."""
+        entry = VxlanFdbEntry(parse_mac(mac, "mac"), parse_ipv4_address(dst, "dst"), self.name)
+        taken = [e for e in self.fdb if e.mac == entry.mac]
+        if taken and not append:
+            raise LabInputError("mac", mac, f"a MAC without an FDB entry on {self.name} (use append to add a destination)")
+        if entry not in self.fdb:
+            self.fdb.insert(0, entry)  # the kernel lists the newest entry first
+        return entry
+
+    def neigh_add(self, ip: str, mac: str) -> VtepNeighbour:
+        """`ip neigh add IP dev DEV lladdr MAC nud permanent` (flannel: the remote VTEP's overlay address)."""
+        entry = VtepNeighbour(parse_ipv4_address(ip, "ip"), parse_mac(mac, "lladdr"), self.name)
+        self.neighbours = [n for n in self.neighbours if n.ip != entry.ip] + [entry]
+        return entry
+
+    def learn(self, inner_src_mac: str, outer_src: str) -> VxlanFdbEntry | None:
+        """What receiving a VXLAN packet teaches the device: inner source MAC → outer source IP.
+
+        Only with learning on (the kernel's default); flannel's `nolearning` device learns nothing
+        (returns None). A learned entry replaces an older learned one; permanent entries win.
+        """
+        if not self.learning:
+            return None
+        mac = parse_mac(inner_src_mac, "inner_src_mac")
+        dst = parse_ipv4_address(outer_src, "outer_src")
+        if any(e.mac == mac and e.permanent for e in self.fdb):
+            return None
+        entry = VxlanFdbEntry(mac, dst, self.name, permanent=False)
+        self.fdb = [entry] + [e for e in self.fdb if e.mac != mac]
+        return entry
+
+    def lookup(self, inner_dst_mac: str) -> list[IPv4Address]:
+        """Where the device sends a frame for inner_dst_mac: the entry's dst, or else every all-zeros
+        default dst (flooding), or [] (the frame is dropped)."""
+        mac = parse_mac(inner_dst_mac, "inner_dst_mac")
+        exact = [e.dst for e in self.fdb if e.mac == mac]
+        return exact or [e.dst for e in self.fdb if e.mac == ZERO_MAC]
+
+    def bridge_fdb_show(self) -> str:
+        """`bridge fdb show dev NAME`."""
+        return "\n".join(e.line() for e in self.fdb)
+
+    def ip_neigh_show(self) -> str:
+        """`ip neigh show dev NAME`."""
+        return "\n".join(n.line() for n in self.neighbours)
+
+    def encapsulate(self, inner_frame, ip_id: int = 0):
+        """Send one inner frame: look its destination MAC up and build one packet per remote VTEP."""
+        frame = _ether(inner_frame, "inner_frame")
+        return [vxlan_packet(frame, self.local, dst, vni=self.vni, dstport=self.dstport, ip_id=ip_id)
+                for dst in self.lookup(frame.dst)]
+
+    def receive(self, packet) -> object:
+        """Receive one outer packet: check the VNI, learn (if learning), return the inner frame."""
+        from scapy.layers.inet import IP
+
+        vni, inner = vxlan_decapsulate(packet)
+        if vni != self.vni:
+            raise LabInputError("vni", vni, f"{self.vni}: {self.name} drops packets for other VNIs")
+        if IP in packet:
+            self.learn(inner.src, str(packet[IP].src))
+        return inner

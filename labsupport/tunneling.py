@@ -1,0 +1,335 @@
+"""IP tunnels: IPIP, GRE (and gretap), SIT / 6in4 and Geneve: build, parse, overhead, what each carries.
+
+Models the notes' "tunneling" section the way Linux's tunnel devices build packets:
+
+- :func:`ipip_packet` (`ip link add tunl type ipip`; Calico's `tunl0`): an IPv4 packet in IPv4, protocol 4.
+- :func:`gre_packet` (`type gre` / `type gretap`): protocol 47 with the optional checksum, key and
+  sequence number (RFC 2784, RFC 2890); the protocol type says what is inside (0x0800 IPv4, 0x86DD
+  IPv6, 0x6558 an Ethernet frame for gretap).
+- :func:`sit_packet` (`type sit`): an IPv6 packet in IPv4, protocol 41 (RFC 4213).
+- :func:`geneve_packet` (`type geneve`): UDP 6081, a VXLAN-like header with TLV options (RFC 8926).
+- :func:`decapsulate` reads any of them back; :func:`overhead` is the MTU cost;
+  :func:`tunnel_clashes` shows which tunnels between the same two hosts the kernel can tell apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labsupport.errors import LabInputError
+from labsupport.overlay import (
+    ETHERNET_HEADER,
+    OUTER_IP_HEADER,
+    UDP_HEADER,
+    UNDERLAYS,
+    VLAN_TAG,
+    check_range,
+    check_vni,
+    flow_source_port,
+    outer_addresses,
+    outer_ip,
+)
+from labsupport.packets import concrete
+
+IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE, IPPROTO_UDP = 4, 41, 47, 17
+ETH_P_IP, ETH_P_IPV6, ETH_P_TEB = 0x0800, 0x86DD, 0x6558  # GRE / Geneve protocol types
+GENEVE_PORT = 6081
+GENEVE_HEADER = 8
+GENEVE_MAX_OPTIONS = 252  # 6-bit Opt Len in 4-byte words
+GRE_BASE = 4
+NAMES = ("none", "vxlan", "ipip", "gre", "gretap", "sit", "geneve")
+ETHERNET_CARRIERS = ("vxlan", "gretap", "geneve")
+MAX_GRE_KEY = 2**32 - 1
+
+
+def _load_geneve():
+    from scapy.config import conf
+
+    if "geneve" not in conf.contribs:
+        from scapy.main import load_contrib
+
+        load_contrib("geneve")
+    from scapy.contrib.geneve import GENEVE, GeneveOptions
+
+    return GENEVE, GeneveOptions
+
+
+def _ipv4_outer(outer_src, outer_dst, kind: str):
+    src, dst = outer_addresses(outer_src, outer_dst)
+    if src.version != 4:
+        raise LabInputError("outer_src", outer_src, f"an IPv4 address: {kind} runs over IPv4 only")
+    return src, dst
+
+
+def ipip_packet(inner_ip, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, df: bool = True):
+    """An IPv4 packet inside IPv4, protocol 4 (RFC 2003), as `ip link add tunl1 type ipip` sends it.
+
+    The inner packet is unchanged; the outer header adds 20 bytes. IPIP carries IPv4 only: an IPv6
+    inner packet is refused (that is SIT's job, or GRE's). The outer header: TTL ttl (the device's
+    default `ttl inherit` copies the inner TTL, 64 for a pod's packet), TOS 0, and DF set, because
+    Linux tunnel devices default to `pmtudisc` (path MTU discovery); df=False is `nopmtudisc`.
+    """
+    from scapy.layers.inet import IP
+
+    if not isinstance(inner_ip, IP):
+        raise LabInputError("inner_ip", type(inner_ip).__name__,
+                            "an IPv4 packet: IPIP carries IPv4 only (IPv6 goes over sit or GRE)")
+    src, dst = _ipv4_outer(outer_src, outer_dst, "IPIP")
+    outer = outer_ip(src, dst, IPPROTO_IPIP, ttl, ip_id)
+    outer.flags = "DF" if df else 0
+    return concrete(outer / inner_ip.copy())
+
+
+def gre_packet(inner, outer_src, outer_dst, key: int | None = None, seq: int | None = None,
+               checksum: bool = False, ttl: int = 64, ip_id: int = 0, df: bool = True):
+    """A packet or frame inside GRE, protocol 47, as `ip link add gre1 type gre|gretap … [key K] [oseq] [ocsum]` sends it.
+
+    The protocol type follows the inner: IPv4 0x0800, IPv6 0x86DD (GRE carries both, multicast
+    too), an Ethernet frame 0x6558 (Transparent Ethernet Bridging: gretap, which carries ARP,
+    broadcasts and any EtherType). Optional fields in RFC 2890's order: checksum + reserved (C bit),
+    key (K bit, 32 bits: `key`/`ikey`/`okey`), sequence number (S bit: `oseq`). The outer header is
+    IPv4 or, for IPv6 endpoints, IPv6 (`ip6gre`/`ip6gretap`).
+    """
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import GRE, Ether
+
+    if isinstance(inner, Ether):
+        proto = ETH_P_TEB
+    elif isinstance(inner, IP):
+        proto = ETH_P_IP
+    elif isinstance(inner, IPv6):
+        proto = ETH_P_IPV6
+    else:
+        raise LabInputError("inner", type(inner).__name__, "an IPv4 or IPv6 packet, or an Ethernet frame (gretap)")
+    src, dst = outer_addresses(outer_src, outer_dst)
+    header = GRE(proto=proto)
+    if checksum:
+        header.chksum_present, header.offset = 1, 0
+    if key is not None:
+        header.key_present, header.key = 1, check_range(key, "key", 0, MAX_GRE_KEY)
+    if seq is not None:
+        header.seqnum_present, header.sequence_number = 1, check_range(seq, "seq", 0, MAX_GRE_KEY)
+    outer = outer_ip(src, dst, IPPROTO_GRE, ttl, ip_id)
+    if src.version == 4:
+        outer.flags = "DF" if df else 0
+    return concrete(outer / header / inner.copy())
+
+
+def sit_packet(inner_ipv6, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, df: bool = True):
+    """An IPv6 packet inside IPv4, protocol 41 (RFC 4213 "6in4"), as `ip link add sit1 type sit` sends it.
+
+    20 bytes of overhead, so the IPv6 MTU over a 1500-byte IPv4 link is 1480. SIT carries IPv6 only
+    and runs over IPv4 only. Linux's sit device defaults to TTL 64 and `pmtudisc` (DF set).
+    """
+    from scapy.layers.inet6 import IPv6
+
+    if not isinstance(inner_ipv6, IPv6):
+        raise LabInputError("inner", type(inner_ipv6).__name__, "an IPv6 packet: SIT carries IPv6 over IPv4")
+    src, dst = _ipv4_outer(outer_src, outer_dst, "SIT")
+    outer = outer_ip(src, dst, IPPROTO_IPV6, ttl, ip_id)
+    outer.flags = "DF" if df else 0
+    return concrete(outer / inner_ipv6.copy())
+
+
+@dataclass(frozen=True)
+class GeneveOption:
+    """One Geneve TLV option: class (who defined it), type, and data (a multiple of 4 bytes, up to 124)."""
+
+    option_class: int
+    option_type: int
+    data: bytes = b""
+
+
+def geneve_packet(inner_frame, outer_src, outer_dst, vni: int = 1, options: tuple[GeneveOption, ...] = (),
+                  dstport: int = GENEVE_PORT, ttl: int = 64, ip_id: int = 0, udp_checksum: bool = False):
+    """An Ethernet frame in Geneve (RFC 8926), as `ip link add gnv0 type geneve id VNI remote ADDR` sends it.
+
+    Like VXLAN (UDP, source port from the inner flow, a 24-bit VNI) plus a protocol type (0x6558
+    for Ethernet) and 0–252 bytes of TLV options, whose length the header states in 4-byte words.
+    Linux's geneve device sends IPv4 with a zero UDP checksum unless `udpcsum` is given.
+    """
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import Ether
+
+    GENEVE, GeneveOptions = _load_geneve()
+    if not isinstance(inner_frame, Ether):
+        raise LabInputError("inner_frame", type(inner_frame).__name__, "a scapy Ether frame")
+    src, dst = outer_addresses(outer_src, outer_dst)
+    tlvs = []
+    for option in options:
+        if len(option.data) % 4 or len(option.data) > 124:
+            raise LabInputError("options", option.data.hex(), "option data of 0 to 124 bytes, a multiple of 4")
+        tlvs.append(GeneveOptions(classid=check_range(option.option_class, "option_class", 0, 0xFFFF),
+                                  type=check_range(option.option_type, "option_type", 0, 0xFF), data=option.data))
+    total = sum(4 + len(o.data) for o in options)
+    if total > GENEVE_MAX_OPTIONS:
+        raise LabInputError("options", f"{total} bytes", f"at most {GENEVE_MAX_OPTIONS} bytes of options")
+    udp = UDP(sport=flow_source_port(inner_frame), dport=check_range(dstport, "dstport", 1, 65535),
+              chksum=None if udp_checksum else 0)
+    header = GENEVE(proto=ETH_P_TEB, vni=check_vni(vni), options=tlvs)
+    return concrete(outer_ip(src, dst, IPPROTO_UDP, ttl, ip_id) / udp / header / inner_frame.copy())
+
+
+@dataclass(frozen=True)
+class Tunnelled:
+    """What a receiver reads from a tunnel packet: which encapsulation, its identifiers, the inner packet."""
+
+    kind: str  # ipip, gre, gretap, sit, vxlan, geneve
+    outer_src: str
+    outer_dst: str
+    inner: object  # scapy IP, IPv6 or Ether
+    key: int | None = None
+    seq: int | None = None
+    vni: int | None = None
+    checksum: bool = False
+
+
+def decapsulate(packet) -> Tunnelled:
+    """Read a tunnel packet back (outer IPv4/IPv6 first, or a captured frame with outer Ethernet):
+    what the receiving tunnel device does before handing the inner packet to the stack."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import GRE, Ether
+    from scapy.packet import Packet
+
+    from labsupport.overlay import vxlan_decapsulate
+
+    if isinstance(packet, Ether):
+        packet = packet.payload
+    if not isinstance(packet, (IP, IPv6)):
+        raise LabInputError("packet", getattr(packet, "summary", lambda: repr(packet))() if isinstance(packet, Packet)
+                            else repr(packet), "an IPv4 or IPv6 packet carrying a tunnel")
+    proto = packet.proto if isinstance(packet, IP) else packet.nh
+    ends = str(packet.src), str(packet.dst)
+    payload = bytes(packet.payload)
+    if proto == IPPROTO_IPIP:
+        return Tunnelled("ipip", *ends, IP(payload))
+    if proto == IPPROTO_IPV6:
+        return Tunnelled("sit", *ends, IPv6(payload))
+    if proto == IPPROTO_GRE:
+        gre = GRE(payload)
+        body = bytes(gre.payload)
+        inner = {ETH_P_IP: IP, ETH_P_IPV6: IPv6, ETH_P_TEB: Ether}.get(gre.proto)
+        if inner is None:
+            raise LabInputError("packet", f"GRE protocol type {gre.proto:#06x}", "0x0800, 0x86dd or 0x6558")
+        return Tunnelled("gretap" if gre.proto == ETH_P_TEB else "gre", *ends, inner(body),
+                         key=gre.key if gre.key_present else None,
+                         seq=gre.sequence_number if gre.seqnum_present else None, checksum=bool(gre.chksum_present))
+    if proto == IPPROTO_UDP and UDP in packet:
+        if packet[UDP].dport == GENEVE_PORT:
+            GENEVE, _ = _load_geneve()
+            header = GENEVE(bytes(packet[UDP].payload))
+            return Tunnelled("geneve", *ends, Ether(bytes(header.payload)), vni=header.vni)
+        vni, inner = vxlan_decapsulate(packet)
+        return Tunnelled("vxlan", *ends, inner, vni=vni)
+    raise LabInputError("packet", f"IP protocol {proto}", "4 (IPIP), 41 (SIT), 47 (GRE) or UDP (VXLAN, Geneve)")
+
+
+def overhead(name: str, underlay: str = "ipv4", key: bool = False, seq: bool = False, checksum: bool = False,
+             options: int = 0, inner_vlan: bool = False) -> int:
+    """Bytes an encapsulation adds to each packet, counted against the underlay MTU.
+
+    outer IP header (20 IPv4, 40 IPv6) + the encapsulation's own header + the inner Ethernet header
+    for those that carry frames: ipip 20, sit 20, gre 24 (+4 each for checksum, key, sequence
+    number), gretap 24 + 14, geneve 20 + 8 + 8 + options + 14, vxlan 50; +4 for an 802.1Q-tagged
+    inner frame. "none" is 0 (plain routing, as host-gw or Calico BGP).
+    """
+    if name not in NAMES:
+        raise LabInputError("encapsulation", name, f"one of {', '.join(NAMES)}")
+    if underlay not in UNDERLAYS:
+        raise LabInputError("underlay", underlay, f"one of {', '.join(UNDERLAYS)}")
+    if inner_vlan and name not in ETHERNET_CARRIERS:
+        raise LabInputError("inner_vlan", inner_vlan, f"only for encapsulations that carry Ethernet frames: {', '.join(ETHERNET_CARRIERS)}")
+    if (key or seq or checksum) and name not in ("gre", "gretap"):
+        raise LabInputError("encapsulation", name, "gre or gretap for a key, sequence number or checksum")
+    if options and name != "geneve":
+        raise LabInputError("options", options, "0: only Geneve has options")
+    if name == "sit" and underlay != "ipv4":
+        raise LabInputError("underlay", underlay, "ipv4: SIT carries IPv6 over IPv4")
+    if name == "none":
+        return 0
+    if name == "vxlan":
+        from labsupport.overlay import overhead as vxlan_overhead
+
+        return vxlan_overhead("vxlan", underlay, inner_vlan)
+    tag = VLAN_TAG if inner_vlan else 0
+    ip = OUTER_IP_HEADER[underlay]
+    if name in ("ipip", "sit"):
+        return ip
+    if name in ("gre", "gretap"):
+        size = ip + GRE_BASE + 4 * (bool(key) + bool(seq) + bool(checksum))
+        return size + (ETHERNET_HEADER + tag if name == "gretap" else 0)
+    words = check_range(options, "options", 0, GENEVE_MAX_OPTIONS)
+    if words % 4:
+        raise LabInputError("options", options, "a multiple of 4 bytes")
+    return ip + UDP_HEADER + GENEVE_HEADER + words + ETHERNET_HEADER + tag
+
+
+# --- what each carries, and how many tunnels fit between two hosts -------------------------------
+
+
+CARRIES = {
+    "ipip": "IPv4 packets (protocol 4); not IPv6, not Ethernet frames",
+    "sit": "IPv6 packets over IPv4 (protocol 41); not IPv4, not Ethernet frames",
+    "gre": "IPv4 and IPv6 packets, unicast and multicast (the protocol type names the inner protocol)",
+    "gretap": "whole Ethernet frames (protocol type 0x6558): ARP, broadcast, multicast, any EtherType",
+    "vxlan": "whole Ethernet frames over UDP, in one of 16,777,216 networks (VNI)",
+    "geneve": "Ethernet frames (or IP packets) over UDP with a VNI and extensible TLV options",
+}
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """A tunnel device between two hosts, as `ip link add NAME type KIND local L remote R [key K]` makes it."""
+
+    name: str
+    kind: str
+    local: str
+    remote: str
+    key: int | None = None
+
+    def identity(self) -> tuple:
+        """What the kernel matches an arriving packet against to pick this device.
+
+        IPIP and SIT: (local, remote) only, there is nothing else in the packet. GRE and gretap:
+        (local, remote, key), the 32-bit key in the GRE header (no key counts as its own value).
+        """
+        if self.kind not in ("ipip", "sit", "gre", "gretap"):
+            raise LabInputError("kind", self.kind, "ipip, sit, gre or gretap")
+        family = "gre" if self.kind in ("gre", "gretap") else self.kind
+        ends = (family, str(self.local), str(self.remote))
+        if self.kind in ("ipip", "sit"):
+            if self.key is not None:
+                raise LabInputError("key", self.key, f"none: {self.kind} has no key field")
+            return ends
+        return (*ends, None if self.key is None else check_range(self.key, "key", 0, MAX_GRE_KEY))
+
+
+def tunnel_clashes(tunnels: list[Tunnel]) -> list[tuple[str, str]]:
+    """Pairs of tunnels the kernel cannot tell apart (the second `ip link add` fails: File exists).
+
+    Between one pair of hosts there is room for ONE IPIP tunnel (and one SIT tunnel: a different
+    protocol number), but for one GRE tunnel per key: 2**32 keyed ones plus one without a key.
+    The notes say "up to 64K GRE tunnels"; the key field in RFC 2890 is 32 bits, so the header
+    allows 4,294,967,296 keys. 64K (65,536) is what a 16-bit field would give: the notes' number is
+    not a limit of the GRE header.
+    """
+    seen: dict[tuple, str] = {}
+    clashes = []
+    for tunnel in tunnels:
+        identity = tunnel.identity()
+        if identity in seen:
+            clashes.append((seen[identity], tunnel.name))
+        else:
+            seen[identity] = tunnel.name
+    return clashes
+
+
+def tunnels_per_endpoint_pair(kind: str) -> int:
+    """How many tunnels of one kind the kernel can tell apart between the same local and remote address."""
+    if kind in ("ipip", "sit"):
+        return 1
+    if kind in ("gre", "gretap"):
+        return MAX_GRE_KEY + 1 + 1  # every 32-bit key, plus the tunnel without a key
+    raise LabInputError("kind", kind, "ipip, sit, gre or gretap")
