@@ -261,7 +261,7 @@ PCAP_EPOCH = 1_700_000_000
 
 def write_pcap(path, frames, start: float = PCAP_EPOCH, step: float = 0.001) -> str:
     """Write frames to a pcap file Wireshark and tshark open, with deterministic timestamps (start,
-    then `step` seconds apart) so the file's bytes are the same on every run (scapy's wrpcap).
+    then `step` seconds apart) so the file's bytes are the same on every run (scapy's PcapWriter).
 
     All Ethernet frames (link type EN10MB, as tcpdump on eth0 writes) or all IP packets (link type
     RAW, as tcpdump on a tunnel device writes); not a mix.
@@ -269,7 +269,7 @@ def write_pcap(path, frames, start: float = PCAP_EPOCH, step: float = 0.001) -> 
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
-    from scapy.utils import wrpcap
+    from scapy.utils import PcapWriter
 
     items = list(frames)
     if not items:
@@ -281,10 +281,9 @@ def write_pcap(path, frames, start: float = PCAP_EPOCH, step: float = 0.001) -> 
     else:
         kinds = sorted({type(f).__name__ for f in items})
         raise LabInputError("frames", ", ".join(kinds), "all Ethernet frames, or all IP packets")
-    stamped = []
-    for i, frame in enumerate(items):
-        copy = concrete(frame)
-        copy.time = start + i * step
-        stamped.append(copy)
-    wrpcap(str(path), stamped, linktype=linktype)
+    with PcapWriter(str(path), linktype=linktype, sync=False) as writer:
+        writer.write_header(None)
+        for i, frame in enumerate(items):
+            stamp = round((start + i * step) * 1_000_000)
+            writer.write_packet(bytes(concrete(frame)), sec=stamp // 1_000_000, usec=stamp % 1_000_000)
     return str(path)
