@@ -33,12 +33,43 @@ from labsupport.routing import (
     resolve,
 )
 
-LINK_KINDS = ("loopback", "ether", "veth", "bridge")
+LINK_KINDS = ("loopback", "ether", "veth", "bridge", "vxlan", "ipip")
+VXLAN_VNI_MAX = 2**24 - 1  # the VNI is 24 bits (RFC 7348)
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """A vxlan device's settings (`ip link add NAME type vxlan id VNI local IP dev DEV dstport PORT [nolearning]`).
+
+    external is `external` (collect metadata): no VNI or remote of its own, the sender (an eBPF
+    program) gives both per packet, as Cilium's `cilium_vxlan` does.
+    """
+
+    vni: int
+    dstport: int
+    local: IPv4Address | None = None
+    dev: str | None = None
+    learning: bool = True
+    external: bool = False
+
+    def details(self) -> str:
+        """The kind line of `ip -d link show` for this device, up to its checksum flags."""
+        words = ["vxlan"] + (["external"] if self.external else []) + ["id", str(self.vni)]
+        if self.local is not None:
+            words += ["local", str(self.local)]
+        if self.dev is not None:
+            words += ["dev", self.dev]
+        words += ["srcport", "0", "0", "dstport", str(self.dstport)]
+        if not self.learning:
+            words.append("nolearning")
+        words += ["ttl", "auto", "ageing", "300", "udpcsum", "noudp6zerocsumtx", "noudp6zerocsumrx"]
+        return " ".join(words)
 
 
 @dataclass
 class Link:
-    """A network device (`ip link`): loopback, a physical-like ether, one end of a veth pair, or a bridge."""
+    """A network device (`ip link`): loopback, a physical-like ether, one end of a veth pair, a bridge,
+    a vxlan device (a VTEP) or the ipip fallback tunnel `tunl0`."""
 
     index: int
     name: str
@@ -50,10 +81,27 @@ class Link:
     peer_index: int | None = None
     addresses: list[IPv4Interface] = field(default_factory=list)
     broadcast: bool = True  # addresses carry `brd` (as CNI sets them)
+    vxlan: Vxlan | None = None  # a vxlan device's settings
+    proxy_arp: bool = False  # net.ipv4.conf.DEV.proxy_arp: answers ARP for addresses routed elsewhere
 
     def flags(self) -> str:
         """The <…> flags `ip addr` shows for an up device."""
-        return "LOOPBACK,UP,LOWER_UP" if self.kind == "loopback" else "BROADCAST,MULTICAST,UP,LOWER_UP"
+        if self.kind == "loopback":
+            return "LOOPBACK,UP,LOWER_UP"
+        return "NOARP,UP,LOWER_UP" if self.kind == "ipip" else "BROADCAST,MULTICAST,UP,LOWER_UP"
+
+    def state(self) -> str:
+        """The operational state `ip link` prints: devices without a carrier of their own say UNKNOWN."""
+        return "UNKNOWN" if self.kind in ("loopback", "vxlan", "ipip") else "UP"
+
+    def link_line(self, namespace: str) -> str:
+        """The `link/…` line of `ip addr` and `ip link` in namespace (without its leading spaces)."""
+        if self.kind == "loopback":
+            return "link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00"
+        if self.kind == "ipip":
+            return "link/ipip 0.0.0.0 brd 0.0.0.0"  # the fallback tunl0: any local, any remote
+        netns = f" link-netns {self.peer[0]}" if self.peer and self.peer[0] != namespace else ""
+        return f"link/ether {self.mac} brd ff:ff:ff:ff:ff:ff{netns}"
 
     def primary(self, iface: IPv4Interface) -> IPv4Interface:
         """The primary address of iface's prefix on this device: iface itself, unless an earlier address
@@ -76,15 +124,18 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class FdbEntry:
-    """One learned entry of a bridge's forwarding database (`bridge fdb show`)."""
+    """One entry of a forwarding database (`bridge fdb show`): a bridge's (MAC behind a port), or a
+    vxlan device's own (`self`) entry saying which remote VTEP (dst) a MAC is behind."""
 
     mac: str
     port: str
-    bridge: str
+    bridge: str | None
     permanent: bool = False
+    dst: IPv4Address | None = None  # a vxlan device's entry: the remote VTEP's address
 
     def __str__(self) -> str:
-        return f"{self.mac} dev {self.port} master {self.bridge}" + (" permanent" if self.permanent else "")
+        where = f"dst {self.dst} self" if self.dst is not None else f"master {self.bridge}"
+        return f"{self.mac} dev {self.port} {where}" + (" permanent" if self.permanent else "")
 
 
 @dataclass
@@ -113,12 +164,18 @@ class Namespace:
     def add_link(
         self, name: str, kind: str, mac: str, mtu: int = 1500, master: str | None = None, index: int | None = None
     ) -> Link:
-        """`ip link add NAME type KIND` then `ip link set NAME address MAC mtu MTU [master BR] up`."""
+        """`ip link add NAME type KIND` then `ip link set NAME address MAC mtu MTU [master BR] up`.
+
+        A vxlan device needs its settings: :meth:`add_vxlan` makes one."""
+        plain = [k for k in LINK_KINDS if k != "vxlan"]
+        if kind not in plain:
+            raise LabInputError("link.kind", kind, f"one of {', '.join(plain)} (a vxlan device: add_vxlan)")
+        return self._add_link(name, kind, mac, mtu, master, index)
+
+    def _add_link(self, name: str, kind: str, mac: str, mtu: int, master: str | None, index: int | None) -> Link:
         check_ifname(name, "link.name")
         if name in self.links:
             raise LabInputError("link.name", name, f"namespace {self.name} already has a device of that name")
-        if kind not in LINK_KINDS:
-            raise LabInputError("link.kind", kind, f"one of {', '.join(LINK_KINDS)}")
         max_mtu = 65536 if kind == "loopback" else 65535  # veth and bridge devices stop at ETH_MAX_MTU
         if _whole(mtu) is None or not 68 <= _whole(mtu) <= max_mtu:
             raise LabInputError("link.mtu", mtu, f"an MTU between 68 and {max_mtu}")
@@ -136,6 +193,52 @@ class Namespace:
         )
         self.links[name] = link
         return link
+
+    def add_vxlan(
+        self,
+        name: str,
+        vni: int,
+        dstport: int,
+        mac: str,
+        local: str | None = None,
+        dev: str | None = None,
+        learning: bool = True,
+        mtu: int = 1500,
+        master: str | None = None,
+        external: bool = False,
+    ) -> Link:
+        """`ip link add NAME type vxlan id VNI [local IP] [dev DEV] dstport PORT [nolearning] [external]`,
+        then `ip link set NAME address MAC mtu MTU [master BR] up`: a VTEP."""
+        if _whole(vni) is None or not 0 <= _whole(vni) <= VXLAN_VNI_MAX:
+            raise LabInputError("vxlan.vni", vni, f"a VNI from 0 to {VXLAN_VNI_MAX} (24 bits)")
+        if _whole(dstport) is None or not 1 <= _whole(dstport) <= 65535:
+            raise LabInputError("vxlan.dstport", dstport, "a UDP port from 1 to 65535")
+        if dev is not None:
+            self.link(dev, "vxlan.dev")
+        settings = Vxlan(
+            _whole(vni),
+            _whole(dstport),
+            local=parse_ipv4_address(local, "vxlan.local") if local is not None else None,
+            dev=dev,
+            learning=learning,
+            external=external,
+        )
+        link = self._add_link(name, "vxlan", mac, mtu, master, None)
+        link.vxlan = settings
+        return link
+
+    def add_fdb(self, mac: str, dev: str, dst: str, permanent: bool = True) -> FdbEntry:
+        """`bridge fdb append MAC dev VXLAN_DEV dst REMOTE_IP self permanent`: frames for MAC go to that VTEP.
+
+        The all-zeros MAC is the default entry: unknown and broadcast destinations are sent to every
+        such dst (head-end replication)."""
+        link = self.link(dev, "fdb.dev")
+        if link.kind != "vxlan":
+            raise LabInputError("fdb.dev", dev, f"a vxlan device of {self.name} (a `dst` entry belongs to a VTEP)")
+        entry = FdbEntry(parse_mac(mac, "fdb.mac"), dev, None, permanent=permanent, dst=parse_ipv4_address(dst, "fdb.dst"))
+        if entry not in self.fdb:
+            self.fdb.append(entry)
+        return entry
 
     def add_address(self, dev: str, address: str | IPv4Interface, broadcast: bool = True) -> IPv4Interface:
         """`ip addr add ADDRESS/LEN [brd +] dev DEV`: also adds the connected route, as the kernel does."""
@@ -171,23 +274,33 @@ class Namespace:
         proto: str | None = None,
         src: str | None = None,
         metric: int | None = None,
+        onlink: bool = False,
+        kind: str = "unicast",
     ) -> Route:
-        """`ip route add DST [via GW] [dev DEV] [table T] [scope S] [src SRC]`.
+        """`ip route add [blackhole] DST [via GW] [dev DEV] [table T] [scope S] [proto P] [src SRC] [onlink]`.
 
         As in the kernel, a gateway must be reachable directly: on a connected prefix of DEV
-        or covered by a link-scope route in the same table ("Nexthop has invalid gateway").
+        or covered by a link-scope route in the same table ("Nexthop has invalid gateway"),
+        unless `onlink` says to take it as on the link regardless (what VXLAN and IPIP overlays do).
+        A blackhole route has no device: what it matches is dropped.
         """
         network = parse_ipv4_network("0.0.0.0/0" if dst == "default" else _as_prefix(dst), "route.dst")
         rt = self.tables.get(table)
         if rt is None:
             raise LabInputError("route.table", table, f"one of the tables of {self.name}: {', '.join(self.tables)}")
+        if kind == "blackhole":
+            return rt.add(Route(network, "", proto=proto, metric=metric, kind="blackhole"))
+        if kind != "unicast":
+            raise LabInputError("route.type", kind, "unicast or blackhole")
         gateway = parse_ipv4_address(via, "route.via") if via is not None else None
         if dev is None:
             if gateway is None:
                 raise LabInputError("route.dev", dev, "a device, or a gateway to find one by")
             dev = self._device_for_gateway(gateway, rt, "route.via")
         link = self.link(dev, "route.dev")
-        if gateway is not None and not self._gateway_on_link(gateway, link.name, rt):
+        if onlink and gateway is None:
+            raise LabInputError("route.onlink", onlink, "onlink only with a gateway (via)")
+        if gateway is not None and not onlink and not self._gateway_on_link(gateway, link.name, rt):
             raise LabInputError(
                 "route.via",
                 str(gateway),
@@ -204,6 +317,7 @@ class Namespace:
                 scope=scope,
                 src=parse_ipv4_address(src, "route.src") if src is not None else None,
                 metric=metric,
+                onlink=onlink,
             )
         )
 
@@ -323,19 +437,14 @@ class Namespace:
             if link.kind == "veth" and link.peer_index is not None:
                 name += f"@if{link.peer_index}"
             master = f" master {link.master}" if link.master else ""
-            state = "UNKNOWN" if link.kind == "loopback" else "UP"
             lines.append(
-                f"{link.index}: {name}: <{link.flags()}> mtu {link.mtu} qdisc noqueue{master} state {state}"
+                f"{link.index}: {name}: <{link.flags()}> mtu {link.mtu} qdisc noqueue{master} state {link.state()}"
                 " group default qlen 1000"
             )
-            if link.kind == "loopback":
-                lines.append("    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00")
-            else:
-                netns = f" link-netns {link.peer[0]}" if link.peer and link.peer[0] != self.name else ""
-                lines.append(f"    link/ether {link.mac} brd ff:ff:ff:ff:ff:ff{netns}")
+            lines.append(f"    {link.link_line(self.name)}")
             for iface in link.addresses:
                 brd = ""
-                if link.broadcast and link.kind != "loopback" and iface.network.prefixlen < 31:
+                if link.broadcast and link.kind not in ("loopback", "ipip") and iface.network.prefixlen < 31:
                     brd = f" brd {iface.network.broadcast_address}"
                 scope = "host" if link.kind == "loopback" else "global"
                 if link.primary(iface) != iface:
@@ -344,9 +453,39 @@ class Namespace:
                 lines.append("       valid_lft forever preferred_lft forever")
             if link.kind == "loopback":
                 lines.append("    inet6 ::1/128 scope host")
+            elif link.kind == "ipip":
+                continue  # an ipip device has no MAC to derive a link-local address from
             else:
                 lines.append(f"    inet6 {ipv6_link_local(link.mac).with_prefixlen} scope link")
             lines.append("       valid_lft forever preferred_lft forever")
+        return "\n".join(lines)
+
+    def ip_link_details(self) -> str:
+        """`ip -d link show`, trimmed to what tells devices apart: the header line, the `link/…` line
+        and the kind line (`veth`, `bridge`, `vxlan id 1 local … dstport 8472 nolearning …`, `ipip …`),
+        with the generic per-device limits and counters iproute2 appends (promiscuity, minmtu,
+        maxmtu, addrgenmode, queue counts, gso/gro sizes) and the bridge's timers left out."""
+        lines = []
+        for link in sorted(self.links.values(), key=lambda lk: lk.index):
+            name = link.name
+            if link.kind == "veth" and link.peer_index is not None:
+                name += f"@if{link.peer_index}"
+            elif link.kind == "ipip":
+                name += "@NONE"
+            master = f" master {link.master}" if link.master else ""
+            lines.append(
+                f"{link.index}: {name}: <{link.flags()}> mtu {link.mtu} qdisc noqueue{master} state {link.state()}"
+                " mode DEFAULT group default qlen 1000"
+            )
+            lines.append(f"    {link.link_line(self.name)}")
+            if link.kind == "vxlan" and link.vxlan is not None:
+                lines.append(f"    {link.vxlan.details()}")
+            elif link.kind == "ipip":
+                lines.append("    ipip any remote any local any ttl inherit nopmtudisc")
+            elif link.kind in ("veth", "bridge"):
+                lines.append(f"    {link.kind}")
+            if link.master is not None:
+                lines.append("    bridge_slave state forwarding")
         return "\n".join(lines)
 
     def ip_route(self, table: str = "main") -> str:
@@ -373,19 +512,29 @@ class Namespace:
         return "\n".join(lines)
 
     def bridge_fdb(self) -> str:
-        """`bridge fdb show` restricted to what a learner reads: each port's own MAC (permanent)
-        and the MACs the bridge learned. The kernel also lists multicast `self permanent` entries."""
+        """`bridge fdb show` restricted to what a learner reads: each port's own MAC (permanent),
+        the MACs the bridge learned, and each vxlan device's `dst` entries (which VTEP a MAC is
+        behind), in device order. The kernel also lists multicast `self permanent` entries."""
         lines = []
-        for bridge in (lk for lk in self.links.values() if lk.kind == "bridge"):
-            lines.append(str(FdbEntry(bridge.mac, bridge.name, bridge.name, permanent=True)))
-            for port in self.bridge_ports(bridge.name):
-                lines += [str(e) for e in self.fdb if e.port == port.name and not e.permanent]
-                lines.append(str(FdbEntry(port.mac, port.name, bridge.name, permanent=True)))
+        for link in sorted(self.links.values(), key=lambda lk: lk.index):
+            if link.kind == "vxlan" and link.master is None:
+                lines += [str(e) for e in self.fdb if e.port == link.name and e.dst is not None]
+            if link.kind != "bridge":
+                continue
+            lines.append(str(FdbEntry(link.mac, link.name, link.name, permanent=True)))
+            for port in self.bridge_ports(link.name):
+                lines += [str(e) for e in self.fdb if e.port == port.name and e.dst is None and not e.permanent]
+                lines.append(str(FdbEntry(port.mac, port.name, link.name, permanent=True)))
+                lines += [str(e) for e in self.fdb if e.port == port.name and e.dst is not None]
         return "\n".join(lines)
 
+    def vxlan_fdb(self, dev: str) -> list[FdbEntry]:
+        """A vxlan device's own entries (`bridge fdb show dev DEV`'s `dst` lines)."""
+        return [e for e in self.fdb if e.port == dev and e.dst is not None]
+
     def learned_fdb(self) -> list[FdbEntry]:
-        """Only the learned (non-permanent) FDB entries: what traffic taught the bridge."""
-        return [e for e in self.fdb if not e.permanent]
+        """Only the learned (non-permanent) bridge FDB entries: what traffic taught the bridge."""
+        return [e for e in self.fdb if not e.permanent and e.dst is None]
 
     def ip_json(self) -> dict:
         """The comparable core of `ip -j addr`, `ip -j route`, `ip -j rule`, `ip -j neigh`:
@@ -429,6 +578,7 @@ def namespace_from_ip_json(name: str, addrs: list[dict], routes: list[dict], rul
     Links, addresses, every table's unicast routes and the rules come from the dumps; the local
     table is derived again from the addresses, as the kernel derives it. Without `-d` the kind of a
     link is guessed: `loopback` by its link type, a bridge when another link names it as master.
+    With `-d`, a vxlan device keeps its VNI, local address, underlay device, port and learning flag.
     """
     if not isinstance(addrs, list) or not isinstance(routes, list):
         raise LabInputError("ip -j output", type(addrs).__name__, "the JSON lists `ip -j addr` and `ip -j route` print")
@@ -446,6 +596,16 @@ def namespace_from_ip_json(name: str, addrs: list[dict], routes: list[dict], rul
         elif kind not in LINK_KINDS:
             kind = "bridge" if ifname in masters else "ether"
         link = Link(index, ifname, kind, entry.get("address", "00:00:00:00:00:00"), int(entry.get("mtu", 1500)))
+        if kind == "vxlan":
+            data = (entry.get("linkinfo") or {}).get("info_data") or {}
+            link.vxlan = Vxlan(
+                int(data.get("id", 0)),
+                int(data.get("port", 8472)),
+                local=parse_ipv4_address(data["local"], f"{ifname}.local") if "local" in data else None,
+                dev=data.get("link"),
+                learning=bool(data.get("learning", True)),
+                external=bool(data.get("external", False)),
+            )
         ns.links[ifname] = link
         for info in entry.get("addr_info", []):
             if info.get("family") == "inet":
@@ -471,6 +631,7 @@ def namespace_from_ip_json(name: str, addrs: list[dict], routes: list[dict], rul
                 scope=entry.get("scope"),
                 src=parse_ipv4_address(entry["prefsrc"], "route.prefsrc") if "prefsrc" in entry else None,
                 metric=entry.get("metric"),
+                onlink="onlink" in entry.get("flags", []),
             )
         )
     if rules is not None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network
 
 from labsupport.addressing import (
@@ -70,6 +72,10 @@ class Node:
         """Which namespace owns an address, if any."""
         return next((name for name, ns in self.namespaces.items() if ip in ns.local_addresses()), None)
 
+    def engine(self) -> Engine:
+        """The packet engine over this node's namespaces (its uplink leads out of the model)."""
+        return Engine(self.namespaces)
+
     def add_pod(
         self,
         name: str,
@@ -78,9 +84,12 @@ class Node:
         bridge: str | None = None,
         gateway: str | None = None,
         containers: tuple[str, ...] = ("app",),
+        mtu: int = 1500,
+        host_mac: str | None = None,
     ) -> Namespace:
         """What a CNI plugin's ADD does for one pod: `ip netns add`, a veth pair, `eth0` inside with the
-        address, the host end on the node (enslaved to the bridge if there is one), the pod's routes."""
+        address, the host end on the node (enslaved to the bridge if there is one), the pod's routes.
+        Both veth ends get mtu; the host end host_mac, else a stable stand-in for the kernel's random one."""
         if name in self.namespaces:
             raise LabInputError("pod.name", name, "a name no other pod or the node already has")
         check_ifname(host_veth, "pod.host_veth")
@@ -94,8 +103,10 @@ class Node:
             if iface.ip not in subnet or iface.network != subnet:
                 raise LabInputError("pod.address", address, f"an address inside the bridge's subnet {subnet}")
         pod = Namespace(name, role="pod", containers=tuple(containers))
-        host_end = self.host.add_link(host_veth, "veth", stable_mac(self.name, host_veth), master=bridge)
-        pod_end = pod.add_link("eth0", "veth", cni_mac(iface.ip))
+        host_end = self.host.add_link(
+            host_veth, "veth", host_mac or stable_mac(self.name, host_veth), mtu=mtu, master=bridge
+        )
+        pod_end = pod.add_link("eth0", "veth", cni_mac(iface.ip), mtu=mtu)
         pod_end.index = 2  # a fresh namespace has lo as 1, so the pod's eth0 is 2
         host_end.peer, host_end.peer_index = (name, "eth0"), pod_end.index
         pod_end.peer, pod_end.peer_index = (self.name, host_veth), host_end.index
@@ -280,15 +291,47 @@ class Walk:
         return path
 
 
-class _Engine:
-    """Moves frames between the namespaces of a node the way the kernel does, recording hops.
+@dataclass(frozen=True)
+class Segment:
+    """An Ethernet segment joining devices of different namespaces: the underlay between nodes.
+
+    It behaves as a switch that knows every attached MAC: a unicast frame goes to the port that
+    owns its destination, a broadcast (or an unknown destination) to every other port. A cloud
+    VPC's fabric is a controller-programmed one: fabric_arp maps the addresses the fabric itself
+    answers ARP for to the MAC of the interface (ENI) they are assigned to, and its ARP requests
+    reach no host.
+    """
+
+    name: str
+    ports: tuple[tuple[str, str], ...]  # (namespace, device)
+    fabric_arp: tuple[tuple[str, str], ...] = ()  # (address, MAC)
+
+
+# A tc ingress program (the model of an eBPF program): called with the engine, the namespace, the
+# device and the frame received there; returns True when it took the frame (redirected or dropped).
+Program = Callable[["Engine", str, str, object], bool]
+
+
+class Engine:
+    """Moves frames between namespaces the way the kernel does, recording hops.
 
     Frames in flight wait in a FIFO queue, so a flood reaches every port before anyone answers,
     and a packet waiting for ARP sits in the neighbour's queue until the reply comes (arp_queue).
+    Devices on a :class:`Segment` reach each other; a device on none leads out of the model.
+    vxlan devices encapsulate (FDB lookup of the inner destination MAC → remote VTEP) and the UDP
+    port of a vxlan device decapsulates; `tunl0` (ipip) encapsulates towards its route's gateway.
+    programs holds tc ingress programs by (namespace, device).
     """
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        namespaces: dict[str, Namespace],
+        segments: tuple[Segment, ...] = (),
+        programs: dict[tuple[str, str], Program] | None = None,
+    ) -> None:
+        self.namespaces = namespaces
+        self.segments = {port: seg for seg in segments for port in seg.ports}
+        self.programs = programs or {}
         self.hops: list[Hop] = []
         self.delivered: list[tuple[str, object]] = []
         self.wire: deque = deque()
@@ -301,22 +344,29 @@ class _Engine:
     def record(self, ns: str, dev: str, event: str, frame=None) -> None:
         if len(self.hops) > 500:
             raise RuntimeError("packet walk did not converge: a forwarding loop in the model")
-        self.hops.append(Hop(ns, dev, event, frame.copy() if frame is not None else None))
+        # Frames are never changed once sent (forwarding changes a copy), so a hop can keep the frame itself.
+        self.hops.append(Hop(ns, dev, event, frame))
 
     # layer 3: sending and forwarding
 
     def send_ip(self, ns_name: str, packet) -> None:
-        ns = self.node.namespaces[ns_name]
+        ns = self.namespaces[ns_name]
         decision = ns.route_get(packet.dst, src=packet.src)
-        self.record(ns_name, decision.route.dev, f"route lookup for {packet.dst}: {decision.explain()}")
+        self.record(ns_name, decision.route.dev or "-", f"route lookup for {packet.dst}: {decision.explain()}")
         if decision.route.kind == "local":
             self.record(ns_name, "lo", f"{packet.dst} is local: looped back")
             self.deliver(ns_name, "lo", packet)
             return
+        if decision.route.kind == "blackhole":
+            self.record(ns_name, "-", f"blackhole route: {packet.dst} is dropped")
+            return
         self.output(ns_name, decision.route, packet)
 
     def output(self, ns_name: str, route, packet) -> None:
-        ns = self.node.namespaces[ns_name]
+        ns = self.namespaces[ns_name]
+        if ns.links[route.dev].kind == "ipip":
+            self.ipip_transmit(ns_name, route, packet)
+            return
         nexthop = route.via or IPv4Address(packet.dst)
         entry = ns.neighbour(nexthop, route.dev)
         if entry is None:
@@ -334,15 +384,16 @@ class _Engine:
     def send_frame(self, ns_name: str, dev: str, mac: str, nexthop: IPv4Address, packet) -> None:
         from scapy.layers.l2 import Ether
 
-        link = self.node.namespaces[ns_name].links[dev]
-        frame = Ether(src=link.mac, dst=mac, type=ETH_P_IP) / packet
+        link = self.namespaces[ns_name].links[dev]
+        frame = Ether(src=link.mac, dst=mac, type=ETH_P_IP)
+        frame.add_payload(packet)  # no copy (`/` copies): a packet is never changed once sent
         self.record(ns_name, dev, f"transmits {_describe(packet)} to {mac} (next hop {nexthop})", frame)
         self.transmit(ns_name, dev, frame)
 
     def arp_request(self, ns_name: str, dev: str, nexthop: IPv4Address, src: IPv4Address) -> None:
         from scapy.layers.l2 import ARP, Ether
 
-        link = self.node.namespaces[ns_name].links[dev]
+        link = self.namespaces[ns_name].links[dev]
         request = Ether(src=link.mac, dst=BROADCAST_MAC, type=ETH_P_ARP) / ARP(
             op=1, hwsrc=link.mac, psrc=str(src), hwdst=ZERO_MAC, pdst=str(nexthop)
         )
@@ -352,39 +403,70 @@ class _Engine:
         )
         self.transmit(ns_name, dev, request)
 
-    # layer 2: links and the bridge
+    # layer 2: links, the bridge and the underlay
 
     def transmit(self, ns_name: str, dev: str, frame) -> None:
-        link = self.node.namespaces[ns_name].links[dev]
+        link = self.namespaces[ns_name].links[dev]
         if link.kind == "bridge":
             self.wire.append(lambda: self.bridge_forward(ns_name, link.name, None, frame))
         elif link.kind == "veth" and link.peer is not None:
             peer_ns, peer_dev = link.peer
             self.wire.append(lambda: self.receive(peer_ns, peer_dev, frame))
+        elif link.kind == "vxlan":
+            self.vxlan_transmit(ns_name, dev, frame)
+        elif (ns_name, dev) in self.segments:
+            segment = self.segments[(ns_name, dev)]
+            self.wire.append(lambda: self.switch(segment, (ns_name, dev), frame))
         else:
             self.record(ns_name, dev, "leaves the node on its uplink: beyond this model", frame)
 
+    def switch(self, segment: Segment, came_from: tuple[str, str], frame) -> None:
+        from scapy.layers.l2 import ARP, Ether
+
+        if segment.fabric_arp and frame.type == ETH_P_ARP and frame[ARP].op == 1:
+            asked = frame[ARP].pdst
+            mac = dict(segment.fabric_arp).get(asked)
+            if mac is None:
+                self.record(segment.name, "fabric", f"ARP who-has {asked}: no interface has it, no reply")
+                return
+            reply = Ether(src=mac, dst=frame.src, type=ETH_P_ARP) / ARP(
+                op=2, hwsrc=mac, psrc=asked, hwdst=frame.src, pdst=frame[ARP].psrc
+            )
+            self.record(segment.name, "fabric", f"the fabric answers ARP who-has {asked}: is-at {mac}", reply)
+            self.wire.append(lambda: self.receive(*came_from, reply))
+            return
+        others = [port for port in segment.ports if port != came_from]
+        owners = [port for port in others if self.namespaces[port[0]].links[port[1]].mac == frame.dst]
+        for ns_name, dev in owners or others:  # a broadcast or an unknown MAC floods
+            self.wire.append(lambda ns_name=ns_name, dev=dev: self.receive(ns_name, dev, frame))
+
     def receive(self, ns_name: str, dev: str, frame) -> None:
-        link = self.node.namespaces[ns_name].links[dev]
+        link = self.namespaces[ns_name].links[dev]
         self.record(ns_name, dev, f"receives {_describe(frame)}", frame)
+        program = self.programs.get((ns_name, dev))
+        if program is not None and program(self, ns_name, dev, frame):
+            return
         if link.master is not None:
             self.bridge_forward(ns_name, link.master, dev, frame)
         else:
             self.l2_input(ns_name, dev, frame)
 
     def bridge_forward(self, ns_name: str, bridge: str, in_port: str | None, frame) -> None:
-        ns = self.node.namespaces[ns_name]
+        ns = self.namespaces[ns_name]
         br = ns.links[bridge]
+        mine = [e for e in ns.fdb if e.bridge == bridge]
         if in_port is not None:
-            known = next((e for e in ns.fdb if e.mac == frame.src), None)
+            known = next((e for e in mine if e.mac == frame.src), None)
             if known is None or known.port != in_port:
-                ns.fdb = [e for e in ns.fdb if e.mac != frame.src] + [FdbEntry(frame.src, in_port, bridge)]
+                ns.fdb = [e for e in ns.fdb if (e.mac, e.bridge) != (frame.src, bridge)] + [
+                    FdbEntry(frame.src, in_port, bridge)
+                ]
                 self.record(ns_name, bridge, f"bridge learns {frame.src} is behind {in_port}")
         if frame.dst == br.mac:
             self.record(ns_name, bridge, "destination MAC is the bridge's own: up to the node's IP stack")
             self.l2_input(ns_name, bridge, frame)
             return
-        entry = next((e for e in ns.fdb if e.mac == frame.dst), None)
+        entry = next((e for e in ns.fdb if e.bridge == bridge and e.mac == frame.dst), None)
         if frame.dst != BROADCAST_MAC and entry is not None:
             self.record(ns_name, bridge, f"FDB: {frame.dst} is behind {entry.port}: forwards there only")
             if entry.port != in_port:
@@ -400,18 +482,18 @@ class _Engine:
             self.l2_input(ns_name, bridge, frame)
 
     def l2_input(self, ns_name: str, dev: str, frame) -> None:
-        link = self.node.namespaces[ns_name].links[dev]
+        link = self.namespaces[ns_name].links[dev]
         if frame.dst not in (link.mac, BROADCAST_MAC):
             self.record(ns_name, dev, f"not addressed to {link.mac}: ignored")
         elif frame.type == ETH_P_ARP:
             self.arp_input(ns_name, dev, frame)
         elif frame.type == ETH_P_IP:
-            self.ip_input(ns_name, dev, frame.payload.copy())
+            self.ip_input(ns_name, dev, frame.payload)
 
     def arp_input(self, ns_name: str, dev: str, frame) -> None:
         from scapy.layers.l2 import ARP, Ether
 
-        ns = self.node.namespaces[ns_name]
+        ns = self.namespaces[ns_name]
         arp = frame[ARP]
         sender, target = IPv4Address(arp.psrc), IPv4Address(arp.pdst)
         if arp.op == 2:
@@ -420,20 +502,33 @@ class _Engine:
             for packet in self.waiting_for_arp.pop((ns_name, dev, sender), []):
                 self.send_frame(ns_name, dev, arp.hwsrc, sender, packet)
             return
-        if not ns.owns(target):
+        link = ns.links[dev]
+        if ns.owns(target):
+            why = f"ARP who-has {target} is mine"
+        elif link.proxy_arp and ns.forwarding and self._routed_elsewhere(ns, target, dev):
+            why = f"ARP who-has {target}: routed out of another device, so {dev} answers for it (proxy_arp)"
+        else:
             self.record(ns_name, dev, f"ARP who-has {target}: not an address of {ns_name}, no reply")
             return
         if ns.neighbour(sender, dev) is None:
             ns.add_neighbour(str(sender), arp.hwsrc, dev, "STALE")
-        link = ns.links[dev]
         reply = Ether(src=link.mac, dst=arp.hwsrc, type=ETH_P_ARP) / ARP(
             op=2, hwsrc=link.mac, psrc=str(target), hwdst=arp.hwsrc, pdst=str(sender)
         )
-        self.record(ns_name, dev, f"ARP who-has {target} is mine: learns {sender} (STALE), replies is-at {link.mac}", reply)
+        self.record(ns_name, dev, f"{why}: learns {sender} (STALE), replies is-at {link.mac}", reply)
         self.transmit(ns_name, dev, reply)
 
+    @staticmethod
+    def _routed_elsewhere(ns: Namespace, target: IPv4Address, dev: str) -> bool:
+        """arp_process's proxy condition: the route to target is unicast out of a device other than dev."""
+        try:
+            route = ns.route_get(target).route
+        except LabInputError:
+            return False
+        return route.kind == "unicast" and route.dev != dev
+
     def ip_input(self, ns_name: str, dev: str, packet) -> None:
-        ns = self.node.namespaces[ns_name]
+        ns = self.namespaces[ns_name]
         dst = IPv4Address(packet.dst)
         if ns.owns(dst):
             self.deliver(ns_name, dev, packet)
@@ -441,7 +536,15 @@ class _Engine:
         if not ns.forwarding:
             self.record(ns_name, dev, f"{dst} is not local and ip_forward is 0: dropped")
             return
-        decision = ns.route_get(dst, src=packet.src, iif=dev)
+        try:
+            decision = ns.route_get(dst, src=packet.src, iif=dev)
+        except LabInputError:
+            self.record(ns_name, dev, f"no route to {dst}: dropped (Network is unreachable)")
+            return
+        if decision.route.kind == "blackhole":
+            self.record(ns_name, dev, f"blackhole route for {dst}: dropped ({decision.explain()})")
+            return
+        packet = packet.copy()  # the received frame stays as captured
         packet.ttl -= 1
         del packet.chksum
         self.record(ns_name, decision.route.dev, f"forwards (ttl {packet.ttl}): {decision.explain()}")
@@ -450,6 +553,8 @@ class _Engine:
     def deliver(self, ns_name: str, dev: str, packet) -> None:
         from scapy.layers.inet import ICMP, IP, UDP
 
+        if self.decapsulate(ns_name, packet):
+            return
         self.delivered.append((ns_name, packet))
         if packet.haslayer(ICMP) and packet[ICMP].type == 8:
             self.record(ns_name, dev, f"ICMP echo request from {packet.src} delivered; the kernel answers it")
@@ -463,12 +568,114 @@ class _Engine:
         elif packet.haslayer(UDP):
             self.record(ns_name, dev, f"UDP from {packet.src}:{packet[UDP].sport} delivered to port {packet[UDP].dport}")
 
+    # tunnels: VXLAN and IPIP
+
+    def vxlan_transmit(self, ns_name: str, dev: str, frame, remote: IPv4Address | None = None, vni: int | None = None) -> None:
+        """What the vxlan driver does with a frame sent on dev: look the inner destination MAC up in the
+        device's FDB (or take remote and VNI from the sender, for an `external` device), put the
+        frame in UDP to each remote VTEP found, and route that packet as the node's own."""
+        ns = self.namespaces[ns_name]
+        settings = ns.links[dev].vxlan
+        if remote is not None:
+            remotes, why = [remote], f"the sender gives the tunnel: remote {remote}"
+        else:
+            fdb = ns.vxlan_fdb(dev)
+            remotes = [e.dst for e in fdb if e.mac == frame.dst]
+            why = f"FDB: {frame.dst} is behind VTEP {', '.join(map(str, remotes))}"
+            if not remotes:
+                remotes = [e.dst for e in fdb if e.mac == ZERO_MAC]
+                why = f"FDB: no entry for {frame.dst}: the default entries send it to {', '.join(map(str, remotes))}"
+        if not remotes:
+            self.record(ns_name, dev, f"FDB of {dev} has no entry for {frame.dst} and no default: dropped")
+            return
+        vni = settings.vni if vni is None else vni
+        for dst in remotes:
+            local = settings.local or ns.source_for(ns.route_get(dst).route)
+            outer = _vxlan_outer(bytes(frame), str(local), str(dst), vni, settings.dstport)
+            self.record(ns_name, dev, f"{why}: encapsulates in VXLAN (VNI {vni}), UDP {local} → {dst}:{settings.dstport}")
+            self.send_ip(ns_name, outer)
+
+    def ipip_transmit(self, ns_name: str, route, packet) -> None:
+        """What `tunl0` (ipip, remote any) does: the outer destination is the route's gateway."""
+        from labsupport import tunneling
+
+        ns = self.namespaces[ns_name]
+        self.record(ns_name, route.dev, f"sends {_describe(packet)} into {route.dev}", packet)
+        if route.via is None:
+            self.record(ns_name, route.dev, f"{route.dev} has no remote and the route no gateway: dropped")
+            return
+        local = ns.source_for(ns.route_get(route.via).route)
+        # `ttl inherit`: the outer header copies the inner TTL.
+        outer = tunneling.ipip_packet(packet, str(local), str(route.via), ttl=packet.ttl)
+        self.record(ns_name, route.dev, f"encapsulates in IPIP (protocol 4), {local} → {route.via}")
+        self.send_ip(ns_name, outer)
+
+    def decapsulate(self, ns_name: str, packet) -> bool:
+        """A packet for this namespace that is a tunnel's: a vxlan device's UDP port, or IPIP on tunl0.
+        The inner frame (or packet) enters as if received on the tunnel device."""
+        from scapy.layers.inet import UDP
+
+        ns = self.namespaces[ns_name]
+        if packet.proto == 4:
+            tunnel = next((lk for lk in ns.links.values() if lk.kind == "ipip"), None)
+            if tunnel is None:
+                return False
+            inner = packet.payload
+            self.record(ns_name, tunnel.name, f"IPIP from {packet.src}: {tunnel.name} strips the outer header")
+            self.record(ns_name, tunnel.name, f"receives {_describe(inner)}", inner)
+            self.ip_input(ns_name, tunnel.name, inner)
+            return True
+        if not packet.haslayer(UDP):
+            return False
+        port = packet[UDP].dport
+        vxlan = next(
+            (
+                lk for lk in ns.links.values()
+                if lk.vxlan is not None and lk.vxlan.dstport == port and lk.vxlan.local in (None, IPv4Address(packet.dst))
+            ),
+            None,
+        )
+        if vxlan is None:
+            return False
+        from labsupport import overlay
+
+        vni, inner = overlay.vxlan_decapsulate(packet)
+        if not vxlan.vxlan.external and vni != vxlan.vxlan.vni:
+            self.record(ns_name, vxlan.name, f"VNI {vni} is not {vxlan.name}'s ({vxlan.vxlan.vni}): dropped")
+            return True
+        self.record(ns_name, vxlan.name, f"UDP port {port} is {vxlan.name}'s: strips the outer headers (VNI {vni})")
+        if vxlan.vxlan.learning:
+            src = IPv4Address(packet.src)
+            known = [e for e in ns.vxlan_fdb(vxlan.name) if e.mac == inner.src]
+            if not known or known[0].dst != src:
+                ns.fdb = [e for e in ns.fdb if not (e.port == vxlan.name and e.mac == inner.src and e.dst is not None)]
+                ns.fdb.append(FdbEntry(inner.src, vxlan.name, None, dst=src))
+                self.record(ns_name, vxlan.name, f"learns {inner.src} is behind VTEP {src}")
+        self.receive(ns_name, vxlan.name, inner)
+        return True
+
+
+@lru_cache(maxsize=256)
+def _vxlan_outer(frame: bytes, local: str, remote: str, vni: int, dstport: int):
+    """overlay.vxlan_packet for a frame given as bytes, remembered: a walk repeated (a widget redrawn)
+    encapsulates the same frames again, and the result is never changed once sent."""
+    from scapy.layers.l2 import Ether
+
+    from labsupport import overlay
+
+    return overlay.vxlan_packet(Ether(frame), local, remote, vni=vni, dstport=dstport)
+
 
 def _describe(packet) -> str:
     """A few words for a frame or packet: ARP who-has / is-at, ICMP echo request / reply, UDP."""
-    from scapy.layers.inet import ICMP, UDP
+    from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.l2 import ARP
+    from scapy.layers.vxlan import VXLAN
 
+    if packet.haslayer(VXLAN):
+        return f"VXLAN (VNI {packet[VXLAN].vni}, UDP {packet[UDP].dport}) carrying {_describe(packet[VXLAN].payload)}"
+    if packet.haslayer(IP) and packet[IP].proto == 4:
+        return f"IPIP carrying {_describe(packet[IP].payload)}"
     if packet.haslayer(ARP):
         arp = packet[ARP]
         return f"ARP who-has {arp.pdst}" if arp.op == 1 else f"ARP {arp.psrc} is-at {arp.hwsrc}"
@@ -521,7 +728,7 @@ def walk(node: Node, source: str, destination: str, proto: str = "icmp", port: i
         packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / ICMP(type=8, id=1, seq=1) / PING_PAYLOAD
     else:
         packet = IP(src=str(src_ip), dst=str(dst_ip), ttl=64, id=0, flags="DF") / UDP(sport=40000, dport=port_number) / b"hello"
-    engine = _Engine(work)
+    engine = work.engine()
     engine.send_ip(src_name, packet)
     engine.run()
     delivered = any(ns == dst_name and str(p.dst) == str(dst_ip) for ns, p in engine.delivered)

@@ -28,7 +28,8 @@ class Route:
     scope: str | None = None
     src: IPv4Address | None = None
     metric: int | None = None
-    kind: str = "unicast"  # unicast, local or broadcast, as `ip route` prints the type
+    kind: str = "unicast"  # unicast, local, broadcast or blackhole, as `ip route` prints the type
+    onlink: bool = False  # RTNH_F_ONLINK: the gateway is taken as directly reachable on dev, unchecked
 
     def dst_text(self) -> str:
         """The destination as iproute2 writes it: 'default', a bare address for /32, else a prefix."""
@@ -43,7 +44,8 @@ class Route:
         words.append(self.dst_text())
         if self.via is not None:
             words += ["via", str(self.via)]
-        words += ["dev", self.dev]
+        if self.dev:  # a blackhole route has no device
+            words += ["dev", self.dev]
         if self.proto:
             words += ["proto", self.proto]
         if self.scope:
@@ -52,6 +54,8 @@ class Route:
             words += ["src", str(self.src)]
         if self.metric:  # the kernel leaves metric 0 out of its dump, so iproute2 never prints it
             words += ["metric", str(self.metric)]
+        if self.onlink:
+            words.append("onlink")
         return " ".join(words)
 
     def to_json(self) -> dict:
@@ -62,7 +66,8 @@ class Route:
         out["dst"] = self.dst_text()
         if self.via is not None:
             out["gateway"] = str(self.via)
-        out["dev"] = self.dev
+        if self.dev:
+            out["dev"] = self.dev
         if self.proto:
             out["protocol"] = self.proto
         if self.scope:
@@ -71,7 +76,7 @@ class Route:
             out["prefsrc"] = str(self.src)
         if self.metric:
             out["metric"] = self.metric
-        out["flags"] = []
+        out["flags"] = ["onlink"] if self.onlink else []
         return out
 
 
@@ -125,8 +130,9 @@ def _better(candidate: Route, best: Route) -> bool:
 
 
 def _kernel_order(route: Route) -> tuple:
-    # The kernel's FIB dump walks the trie in address order, shorter prefixes first at one address.
-    return (int(route.dst.network_address), route.dst.prefixlen, route.metric or 0)
+    # The kernel's FIB dump walks the trie in address order; at one address a leaf keeps its routes
+    # longest prefix first (`0.0.0.0/1` before `default`, `10.244.1.0/26` before `10.244.1.0/24`).
+    return (int(route.dst.network_address), -route.dst.prefixlen, route.metric or 0)
 
 
 @dataclass(frozen=True)
