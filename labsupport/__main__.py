@@ -13,6 +13,8 @@
     python -m labsupport netfilter show --rules FILE [--counters]
     python -m labsupport netfilter trace --rules FILE --addrs FILE --routes FILE --packet SPEC [--json]
     python -m labsupport netfilter conntrack --rules FILE --addrs FILE --routes FILE --packet SPEC [--packet SPEC]…
+    python -m labsupport encap {vxlan|ipip|gre|sit|geneve} --outer-src IP --outer-dst IP --inner-src IP --inner-dst IP
+                               [--vni N] [--key N] [--seq N] [--payload icmp|udp:PORT|tcp:PORT] [--pcap FILE]
 
 `route get` reads a real host's `ip -j -d addr`, `ip -4 -j route show table all` and `ip -j rule`
 and answers like `ip route get`, naming the rule and table that decided. `pki` makes a CA with a
@@ -22,7 +24,10 @@ status 2 and openssl's error lines on stderr). `netfilter` reads `iptables-save`
 it back as iptables-save does; `trace` walks one packet (`tcp 10.0.0.5:34567 > 10.96.0.10:80 iif eth0`,
 or `… local` for one the host sends) through the host's hooks and tables and prints the kernel's
 TRACE lines and the outcome; `conntrack` replays packets in order and prints `conntrack -L`
-(the host's `ip -j rule` can be given with --ip-rules; --no-forwarding for net.ipv4.ip_forward=0). Bad input prints one line naming the field, the value
+(the host's `ip -j rule` can be given with --ip-rules; --no-forwarding for net.ipv4.ip_forward=0). `encap`
+wraps a pod's packet (a ping, or UDP/TCP to PORT) in a tunnel as Linux sends it and prints its layers, every
+byte labelled with its header and field, and the overhead with the pod MTU it leaves; --pcap writes the
+frame for Wireshark. Bad input prints one line naming the field, the value
 and what is allowed, and exits with status 2.
 """
 
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _pki_args(topics)
     _netfilter_args(topics)
+    _encap_args(topics)
 
     args = parser.parse_args(argv)
     try:
@@ -299,9 +305,49 @@ def _netfilter(args: argparse.Namespace) -> str:
     return table.show()
 
 
+ENCAP_KINDS = ("vxlan", "ipip", "gre", "sit", "geneve")
+
+
+def _encap_args(topics) -> None:
+    encap = topics.add_parser("encap", help="a pod's packet in a tunnel: layers, annotated bytes, overhead")
+    encap.add_argument("kind", choices=ENCAP_KINDS, help="the encapsulation")
+    encap.add_argument("--outer-src", required=True, metavar="IP", help="the sending node's address (tunnel local)")
+    encap.add_argument("--outer-dst", required=True, metavar="IP", help="the receiving node's address (tunnel remote)")
+    encap.add_argument("--inner-src", required=True, metavar="IP", help="the sending pod's address")
+    encap.add_argument("--inner-dst", required=True, metavar="IP", help="the receiving pod's address")
+    encap.add_argument("--vni", metavar="N", help="VXLAN/Geneve network identifier, 0-16777215 (default 1)")
+    encap.add_argument("--key", metavar="N", help="GRE key, 0-4294967295")
+    encap.add_argument("--seq", metavar="N", help="GRE sequence number, 0-4294967295")
+    encap.add_argument("--payload", default="icmp", help="icmp (a ping, the default), udp:PORT or tcp:PORT")
+    encap.add_argument("--pcap", metavar="FILE", help="also write the frame to this pcap file")
+
+
+def _encap(args: argparse.Namespace) -> str:
+    from labsupport import packets, tunneling
+
+    try:
+        built = tunneling.build(args.kind, args.outer_src, args.outer_dst, args.inner_src, args.inner_dst,
+                                payload=args.payload, vni=args.vni, key=args.key, seq=args.seq)
+    except LabInputError as error:  # name the option the user typed
+        option = f"--{error.field.replace('_', '-')}"
+        if option.lstrip("-").replace("-", "_") in vars(args):
+            raise LabInputError(option, error.value, error.allowed) from None
+        raise
+    text = built.text()
+    if args.pcap:
+        try:
+            packets.write_pcap(args.pcap, [built.wire])
+        except OSError as error:
+            raise LabInputError("--pcap", args.pcap, f"a writable file ({error.strerror})") from None
+        text += f"\n1 frame written to {args.pcap}"
+    return text
+
+
 def _run(args: argparse.Namespace):
     from labsupport import pod_network as pn
 
+    if args.topic == "encap":
+        return _encap(args)
     if args.topic == "pki":
         return _pki(args)
     if args.topic == "netfilter":

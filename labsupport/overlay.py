@@ -45,7 +45,7 @@ def outer_addresses(outer_src: object, outer_dst: object) -> tuple[IPv4Address |
     src = parse_ip_address(outer_src, "outer_src")
     dst = parse_ip_address(outer_dst, "outer_dst")
     if src.version != dst.version:
-        raise LabInputError("outer_dst", outer_dst, f"an IPv{src.version} address, like outer_src {src}")
+        raise LabInputError("outer_dst", outer_dst, f"an IPv{src.version} address, like the tunnel's source {src}")
     return src, dst
 
 
@@ -201,18 +201,24 @@ def pod_mtu(underlay_mtu: int, encapsulation: str = "vxlan", underlay: str = "ip
     """The MTU to give pods (and flannel.1, cni0) so an encapsulated packet fits the underlay unfragmented.
 
     flannel: `mtu = external interface MTU - 50` (1500 → 1450). VTEPs must not fragment (RFC 7348),
-    so a pod MTU below the protocol minimum (68 for IPv4) means the underlay is too small.
+    so a pod MTU below the protocol minimum (68 for IPv4; 1280 for the IPv6 that SIT carries) means
+    the underlay is too small.
     """
-    mtu = check_range(underlay_mtu, "underlay_mtu", 68, 65535)
     cost = overhead(encapsulation, underlay, inner_vlan)
-    result = mtu - cost
-    if result < MIN_MTU["ipv4"]:
+    return mtu_left(underlay_mtu, cost, f"{encapsulation} over {underlay}", "ipv6" if encapsulation == "sit" else "ipv4")
+
+
+def mtu_left(underlay_mtu: int, cost: int, what: str, inner: str = "ipv4") -> int:
+    """The underlay MTU minus an encapsulation's cost, or the one error if that leaves less than the
+    inner protocol's minimum MTU."""
+    mtu = check_range(underlay_mtu, "underlay_mtu", 68, 65535)
+    if mtu - cost < MIN_MTU[inner]:
         raise LabInputError(
             "underlay_mtu", underlay_mtu,
-            f"at least {cost + MIN_MTU['ipv4']}: {encapsulation} over {underlay} costs {cost} bytes "
-            f"and pods need an MTU of at least {MIN_MTU['ipv4']}",
+            f"at least {cost + MIN_MTU[inner]}: {what} costs {cost} bytes "
+            f"and {'IPv4' if inner == 'ipv4' else 'IPv6'} needs an MTU of at least {MIN_MTU[inner]}",
         )
-    return result
+    return mtu - cost
 
 
 # --- the VTEP: forwarding database and neighbour entries --------------------------------------------

@@ -333,3 +333,142 @@ def tunnels_per_endpoint_pair(kind: str) -> int:
     if kind in ("gre", "gretap"):
         return MAX_GRE_KEY + 1 + 1  # every 32-bit key, plus the tunnel without a key
     raise LabInputError("kind", kind, "ipip, sit, gre or gretap")
+
+
+# --- the packet builder (command line and labs) --------------------------------------------------
+
+BUILDER_KINDS = ("vxlan", "ipip", "gre", "gretap", "sit", "geneve")
+TUNNEL_DEVICE = {"vxlan": "flannel.1", "gretap": "gretap1", "geneve": "geneve0"}  # kinds that carry Ethernet
+PAYLOADS = "icmp, udp:PORT or tcp:PORT (PORT from 1 to 65535)"
+CLIENT_PORT = 40000
+UNDERLAY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
+
+
+def parse_payload(text: object) -> tuple[str, int | None]:
+    """`icmp`, `udp:PORT` or `tcp:PORT` → (protocol, port): what the inner packet carries."""
+    value = str(text).strip().lower()
+    if value == "icmp":
+        return "icmp", None
+    proto, _, port = value.partition(":")
+    if proto in ("udp", "tcp") and port.isdigit() and 1 <= int(port) <= 65535:
+        return proto, int(port)
+    raise LabInputError("payload", text, PAYLOADS)
+
+
+def inner_packet(inner_src, inner_dst, payload: str = "icmp"):
+    """The pod's packet: `ping -c1 DST` (ICMP echo with ping's 56 bytes), a UDP datagram or a TCP SYN
+    from port 40000; IPv4 or IPv6 after the addresses; TTL 64, IP id 0, DF set as a Linux pod sends it."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+
+    from labsupport.pod_network import PING_PAYLOAD
+
+    src = parse_ip(inner_src, "inner_src")
+    dst = parse_ip(inner_dst, "inner_dst")
+    if src.version != dst.version:
+        raise LabInputError("inner_dst", inner_dst, f"an IPv{src.version} address, like the pod's source {src}")
+    proto, port = parse_payload(payload)
+    if src.version == 4:
+        ip = IP(src=str(src), dst=str(dst), ttl=64, id=0, flags="DF")
+        echo = ICMP(type=8, id=1, seq=1)
+    else:
+        ip = IPv6(src=str(src), dst=str(dst), hlim=64)
+        echo = ICMPv6EchoRequest(id=1, seq=1)
+    if proto == "icmp":
+        return ip / echo / PING_PAYLOAD
+    if proto == "udp":
+        return ip / UDP(sport=CLIENT_PORT, dport=port) / b"hello"
+    return ip / TCP(sport=CLIENT_PORT, dport=port, flags="S", seq=1, window=64240)
+
+
+def parse_ip(value: object, field: str):
+    """One IPv4 or IPv6 address (the builder's typed fields)."""
+    from labsupport.overlay import parse_ip_address
+
+    return parse_ip_address(value, field)
+
+
+@dataclass(frozen=True)
+class Encapsulated:
+    """One built tunnel packet with everything the labs and the command line show about it."""
+
+    kind: str
+    packet: object  # the outer L3 packet (scapy IP or IPv6)
+    wire: object  # the same with the sending node's Ethernet header: what `tcpdump -i eth0` captures
+    inner: object  # the pod's packet (scapy IP or IPv6)
+    overhead: int
+    underlay: str
+    underlay_mtu: int
+    pod_mtu: int
+
+    def breakdown(self) -> list[tuple[str, int]]:
+        """The bytes added, layer by layer: [("outer IPv4", 20), ("UDP", 8), ("VXLAN", 8), ("inner Ethernet", 14)]."""
+        from labsupport.packets import annotate
+
+        sizes: dict[str, int] = {}
+        inner_start = len(bytes(self.packet)) - len(bytes(self.inner))
+        for item in annotate(self.packet):
+            if item.start < inner_start:
+                name = item.layer.rsplit(" option ", 1)[0]
+                sizes[name] = sizes.get(name, 0) + item.end - item.start
+        return list(sizes.items())
+
+    def overhead_line(self) -> str:
+        """`overhead: 50 bytes = outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14; pod MTU 1500 - 50 = 1450`."""
+        parts = " + ".join(f"{name} {size}" for name, size in self.breakdown())
+        return (f"overhead: {self.overhead} bytes = {parts}; "
+                f"pod MTU on a {self.underlay_mtu}-byte {UNDERLAY_NAMES[self.underlay]} underlay: {self.underlay_mtu} - {self.overhead} = {self.pod_mtu}")
+
+    def text(self) -> str:
+        """What `python -m labsupport encap …` prints: the layers, the annotated bytes, the overhead."""
+        from labsupport.packets import hexdump, layered_summary
+
+        return "\n".join([
+            "layers (as captured on the sending node's eth0):", layered_summary(self.wire), "",
+            "bytes:", hexdump(self.wire), "", self.overhead_line(),
+        ])
+
+
+def build(kind: str, outer_src, outer_dst, inner_src, inner_dst, payload: str = "icmp", vni: int | None = None,
+          key: int | None = None, seq: int | None = None, checksum: bool = False,
+          underlay_mtu: int = 1500) -> Encapsulated:
+    """Build one pod packet in one tunnel: the builder behind `python -m labsupport encap KIND …` and the labs.
+
+    The inner Ethernet addresses of vxlan, gretap and geneve stand for the two tunnel devices' MACs
+    (the pod's packet is routed into the device, which then sends it to the remote device), and the
+    outer ones for the nodes' eth0: both are derived from the addresses with `stable_mac`, as the
+    kernel's would be random.
+    """
+    from labsupport.addressing import stable_mac
+    from labsupport.overlay import mtu_left, vxlan_packet
+    from labsupport.packets import ethernet
+
+    if kind not in BUILDER_KINDS:
+        raise LabInputError("encapsulation", kind, f"one of {', '.join(BUILDER_KINDS)}")
+    if vni is not None and kind not in ("vxlan", "geneve"):
+        raise LabInputError("vni", vni, "only with vxlan or geneve")
+    if (key is not None or seq is not None or checksum) and kind not in ("gre", "gretap"):
+        raise LabInputError("key" if key is not None else "seq" if seq is not None else "checksum",
+                            key if key is not None else seq if seq is not None else checksum, "only with gre or gretap")
+    src, dst = outer_addresses(outer_src, outer_dst)
+    inner = inner_packet(inner_src, inner_dst, payload)
+    if kind in TUNNEL_DEVICE:
+        from scapy.layers.l2 import Ether
+
+        device = TUNNEL_DEVICE[kind]
+        frame = Ether(src=stable_mac(str(src), device), dst=stable_mac(str(dst), device)) / inner
+    if kind == "vxlan":
+        packet = vxlan_packet(frame, src, dst, vni=1 if vni is None else vni)
+    elif kind == "geneve":
+        packet = geneve_packet(frame, src, dst, vni=1 if vni is None else vni)
+    elif kind == "ipip":
+        packet = ipip_packet(inner, src, dst)
+    elif kind == "sit":
+        packet = sit_packet(inner, src, dst)
+    else:
+        packet = gre_packet(frame if kind == "gretap" else inner, src, dst, key=key, seq=seq, checksum=checksum)
+    underlay = "ipv4" if src.version == 4 else "ipv6"
+    cost = overhead(kind, underlay, key=key is not None, seq=seq is not None, checksum=checksum)
+    wire = ethernet(packet, stable_mac(str(src), "eth0"), stable_mac(str(dst), "eth0"))
+    mtu = mtu_left(underlay_mtu, cost, f"{kind} over {underlay}", "ipv4" if inner.version == 4 else "ipv6")
+    return Encapsulated(kind, packet, wire, concrete(inner), cost, underlay, underlay_mtu, mtu)

@@ -84,3 +84,57 @@ def test_unreadable_dump_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["route", "get", "1.1.1.1", "--addrs", str(bad), "--routes", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --addrs:") and "line 1" in err
+
+
+# --- encap ---------------------------------------------------------------------------------------
+
+ENCAP = ["encap", "vxlan", "--outer-src", "192.168.56.10", "--outer-dst", "192.168.56.11",
+         "--inner-src", "10.244.1.2", "--inner-dst", "10.244.2.2"]
+
+
+def test_encap_prints_layers_bytes_and_overhead_and_writes_the_frame(tmp_path, capsys) -> None:
+    from labsupport import packets, tunneling
+
+    pcap = tmp_path / "vxlan.pcap"
+    assert main([*ENCAP, "--vni", "42", "--payload", "udp:5000", "--pcap", str(pcap)]) == 0
+    out = capsys.readouterr().out
+    built = tunneling.build("vxlan", "192.168.56.10", "192.168.56.11", "10.244.1.2", "10.244.2.2", payload="udp:5000", vni=42)
+    assert packets.layered_summary(built.wire) in out and packets.hexdump(built.wire) in out
+    assert "VXLAN · vni = 0x00002a" in out
+    assert "overhead: 50 bytes = outer IPv4 20 + outer UDP 8 + VXLAN 8 + inner Ethernet 14;" in out  # UDP inside too
+    assert out.rstrip().endswith(f"1 frame written to {pcap}")
+    (frame,) = rdpcap(str(pcap))
+    assert bytes(frame) == bytes(built.wire)
+
+
+def test_encap_every_kind_reports_the_models_overhead(capsys) -> None:
+    from labsupport import tunneling
+
+    cases = {
+        "ipip": ([], 20), "gre": (["--key", "7", "--seq", "1"], 32), "geneve": (["--vni", "5"], 50),
+        "sit": (["--inner-src", "fd00::1", "--inner-dst", "fd00::2", "--payload", "tcp:443"], 20),
+    }
+    for kind, (extra, overhead) in cases.items():
+        args = [ENCAP[0], kind, *ENCAP[2:], *extra]
+        assert main(args) == 0, kind
+        out = capsys.readouterr().out
+        assert f"overhead: {overhead} bytes" in out and f"1500 - {overhead} = {1500 - overhead}" in out
+        assert tunneling.overhead(kind, key=kind == "gre", seq=kind == "gre") == overhead
+
+
+def test_encap_bad_input_is_one_line_naming_the_option_and_status_2() -> None:
+    cases = [
+        (["--vni", "16777216"], "error: --vni: '16777216' is not allowed; a whole number from 0 to 16777215"),
+        (["--key", "5"], "error: --key: '5' is not allowed; only with gre or gretap"),
+        (["--payload", "udp:0"], "error: --payload: 'udp:0' is not allowed; icmp, udp:PORT or tcp:PORT (PORT from 1 to 65535)"),
+        (["--outer-dst", "fd00::1"], "error: --outer-dst: 'fd00::1' is not allowed; an IPv4 address, like the tunnel's source 192.168.56.10"),
+    ]
+    for extra, message in cases:
+        run = subprocess.run([sys.executable, "-m", "labsupport", *ENCAP, *extra],
+                             capture_output=True, text=True, check=False)
+        assert (run.returncode, run.stdout, run.stderr.strip()) == (2, "", message)
+    ipv6_in_ipip = subprocess.run(
+        [sys.executable, "-m", "labsupport", "encap", "ipip", *ENCAP[2:6], "--inner-src", "fd00::1", "--inner-dst", "fd00::2"],
+        capture_output=True, text=True, check=False)
+    assert ipv6_in_ipip.returncode == 2 and ipv6_in_ipip.stderr.count("\n") == 1
+    assert "IPIP carries IPv4 only" in ipv6_in_ipip.stderr

@@ -214,3 +214,48 @@ def test_one_ipip_tunnel_per_endpoint_pair_but_one_gre_tunnel_per_key() -> None:
 def test_what_each_carries_is_stated_for_every_tunnel() -> None:
     assert set(tunneling.CARRIES) == set(tunneling.NAMES) - {"none"}
     assert "not IPv6" in tunneling.CARRIES["ipip"] and "IPv6" in tunneling.CARRIES["gre"]
+
+
+# --- the builder behind the command line and the labs -------------------------------------------
+
+
+@pytest.mark.parametrize("kind", tunneling.BUILDER_KINDS)
+@pytest.mark.parametrize("payload", ["icmp", "udp:5000", "tcp:443"])
+def test_builder_overhead_is_the_bytes_it_adds(kind, payload) -> None:
+    inner = ("fd00::1", "fd00::2") if kind == "sit" else ("10.244.1.2", "10.244.2.2")
+    built = tunneling.build(kind, A, B, *inner, payload=payload)
+    assert len(bytes(built.packet)) - len(bytes(built.inner)) == built.overhead == tunneling.overhead(kind)
+    assert sum(size for _, size in built.breakdown()) == built.overhead
+    assert built.pod_mtu == 1500 - built.overhead
+    assert bytes(built.wire)[14:] == bytes(built.packet) and tunneling.decapsulate(built.wire).kind == kind
+
+
+def test_builder_breakdown_names_the_headers() -> None:
+    assert tunneling.build("vxlan", A, B, "10.244.1.2", "10.244.2.2").breakdown() == [
+        ("outer IPv4", 20), ("UDP", 8), ("VXLAN", 8), ("inner Ethernet", 14)]
+    assert tunneling.build("gre", "fd00::10", "fd00::11", "10.244.1.2", "10.244.2.2", key=1, checksum=True).breakdown() == [
+        ("outer IPv6", 40), ("GRE", 12)]
+    assert tunneling.build("ipip", A, B, "10.244.1.2", "10.244.2.2").overhead_line() == (
+        "overhead: 20 bytes = outer IPv4 20; pod MTU on a 1500-byte IPv4 underlay: 1500 - 20 = 1480")
+
+
+def test_builder_payloads_and_errors() -> None:
+    tcp = tunneling.inner_packet("10.244.1.2", "10.244.2.2", "tcp:8080")
+    assert (tcp.sport, tcp.dport, str(tcp.payload.flags)) == (40000, 8080, "S")
+    assert tunneling.parse_payload(" UDP:53 ") == ("udp", 53)
+    for bad in ("udp", "tcp:70000", "sctp:1", "icmp:1", ""):
+        with pytest.raises(LabInputError, match="payload"):
+            tunneling.parse_payload(bad)
+    with pytest.raises(LabInputError, match="inner_dst"):
+        tunneling.inner_packet("10.244.1.2", "fd00::2")
+    with pytest.raises(LabInputError, match="vni"):
+        tunneling.build("ipip", A, B, "10.244.1.2", "10.244.2.2", vni=1)
+    with pytest.raises(LabInputError, match="seq"):
+        tunneling.build("vxlan", A, B, "10.244.1.2", "10.244.2.2", seq=1)
+    with pytest.raises(LabInputError, match="encapsulation"):
+        tunneling.build("wireguard", A, B, "10.244.1.2", "10.244.2.2")
+    with pytest.raises(LabInputError) as error:
+        tunneling.build("sit", A, B, "fd00::1", "fd00::2", underlay_mtu=1299)
+    assert error.value.field == "underlay_mtu" and "at least 1300" in error.value.allowed  # IPv6 needs 1280
+    assert tunneling.build("sit", A, B, "fd00::1", "fd00::2", underlay_mtu=1300).pod_mtu == 1280
+    assert overlay.pod_mtu(1300, "sit") == 1280
