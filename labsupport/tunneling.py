@@ -147,7 +147,8 @@ def geneve_packet(inner_frame, outer_src, outer_dst, vni: int = 1, options: tupl
 
     Like VXLAN (UDP, source port from the inner flow, a 24-bit VNI) plus a protocol type (0x6558
     for Ethernet) and 0–252 bytes of TLV options, whose length the header states in 4-byte words.
-    Linux's geneve device sends IPv4 with a zero UDP checksum unless `udpcsum` is given.
+    Linux's geneve device sends IPv4 with a zero UDP checksum unless `udpcsum` is given (`geneve_nl2info()`
+    sets TUNNEL_CSUM only when asked), unlike vxlan, whose IPv4 default is `udpcsum`.
     """
     from scapy.layers.inet import UDP
     from scapy.layers.l2 import Ether
