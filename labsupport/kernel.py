@@ -95,6 +95,7 @@ class TwinError(RuntimeError):
     def __init__(self, message: str, command: list[str] | None = None) -> None:
         self.command = command
         text = message.strip() or "no message"
+        self.detail = text  # what the kernel (or the twin) said, without the command
         super().__init__(f"`{shlex.join(command)}` failed: {text}" if command else text)
 
 
@@ -797,18 +798,21 @@ class Twin:
         while pending:
             for name, real in list(pending.items()):
                 links = json.loads(self.ip(real, "-j", "addr") or "[]")
+                awaited = self._settle_devices(name)
                 ready = all(
                     "UP" in lk.get("flags", [])
                     and "LOWER_UP" in lk.get("flags", [])
                     and (
                         not ipv6
                         or lk["ifname"] == "lo"
+                        or lk.get("link_type", "ether") != "ether"  # IP tunnels (ipip, gre) get no fe80::
                         or any(
                             a.get("family") == "inet6" and a.get("scope") == "link" and not a.get("tentative")
                             for a in lk.get("addr_info", [])
                         )
                     )
                     for lk in links
+                    if awaited is None or lk["ifname"] in awaited
                 )
                 if ready:
                     del pending[name]
@@ -823,6 +827,14 @@ class Twin:
         for name, ns in self.node.namespaces.items():
             if any(lk.kind == "bridge" for lk in ns.links.values()):
                 self.forget_learned(name)
+
+    def _settle_devices(self, name: str) -> set[str] | None:
+        """The devices of one model namespace that `_settle` waits for; None: every device it has.
+
+        A subclass that builds devices of its own names them here, so devices the kernel adds by itself
+        to every new namespace (the fallback `tunl0`, `gre0`, `sit0` … of loaded tunnel modules, which
+        stay down) are not waited for."""
+        return None
 
     def forget_learned(self, name: str) -> list[tuple[str, str]]:
         """Delete the learned FDB entries of a namespace's bridges: `bridge -n NS fdb del MAC dev PORT master`."""
