@@ -193,18 +193,33 @@ def annotate(frame) -> list[ByteRange]:
     return out
 
 
-def hexdump(frame, width: int = 16) -> str:
-    """An annotated hexdump: one line per field with its offset, its bytes (wrapped at `width`) and
-    its label ("outer IPv4 · ttl = 64"): `tshark -x` and `tshark -V` side by side."""
+class HexRow(NamedTuple):
+    """One line of the annotated hexdump: the field it shows (first line of a field) or continues."""
+
+    field: ByteRange
+    offset: int
+    hex: str
+    first: bool
+
+
+def hexdump_rows(frame, width: int = 16) -> list[HexRow]:
+    """The annotated hexdump as rows: each field's bytes, wrapped at `width` bytes a row."""
     data = bytes(concrete(frame))
-    lines = []
+    rows = []
     for item in annotate(frame):
         chunk = data[item.start:item.end]
         for i in range(0, len(chunk), width):
-            hexes = " ".join(f"{b:02x}" for b in chunk[i:i + width])
-            label = item.label if i == 0 else ""
-            lines.append(f"{item.start + i:04x}  {hexes:<{3 * width - 1}}  {label}".rstrip())
-    return "\n".join(lines)
+            rows.append(HexRow(item, item.start + i, " ".join(f"{b:02x}" for b in chunk[i:i + width]), i == 0))
+    return rows
+
+
+def hexdump(frame, width: int = 16) -> str:
+    """An annotated hexdump: one line per field with its offset, its bytes (wrapped at `width`) and
+    its label ("outer IPv4 · ttl = 64"): `tshark -x` and `tshark -V` side by side."""
+    return "\n".join(
+        f"{row.offset:04x}  {row.hex:<{3 * width - 1}}  {row.field.label if row.first else ''}".rstrip()
+        for row in hexdump_rows(frame, width)
+    )
 
 
 def _describe(layer) -> str:
@@ -259,13 +274,15 @@ def ethernet(packet, src: str, dst: str):
 PCAP_EPOCH = 1_700_000_000
 
 
-def write_pcap(path, frames, start: float = PCAP_EPOCH, step: float = 0.001) -> str:
-    """Write frames to a pcap file Wireshark and tshark open, with deterministic timestamps (start,
-    then `step` seconds apart) so the file's bytes are the same on every run (scapy's PcapWriter).
+def pcap_bytes(frames, start: float = PCAP_EPOCH, step: float = 0.001) -> bytes:
+    """Frames as the bytes of a pcap file Wireshark and tshark open, with deterministic timestamps
+    (start, then `step` seconds apart), so the same frames always give the same file.
 
     All Ethernet frames (link type EN10MB, as tcpdump on eth0 writes) or all IP packets (link type
     RAW, as tcpdump on a tunnel device writes); not a mix.
     """
+    import io
+
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
@@ -281,9 +298,19 @@ def write_pcap(path, frames, start: float = PCAP_EPOCH, step: float = 0.001) -> 
     else:
         kinds = sorted({type(f).__name__ for f in items})
         raise LabInputError("frames", ", ".join(kinds), "all Ethernet frames, or all IP packets")
-    with PcapWriter(str(path), linktype=linktype, sync=False) as writer:
-        writer.write_header(None)
-        for i, frame in enumerate(items):
-            stamp = round((start + i * step) * 1_000_000)
-            writer.write_packet(bytes(concrete(frame)), sec=stamp // 1_000_000, usec=stamp % 1_000_000)
+    buffer = io.BytesIO()
+    writer = PcapWriter(buffer, linktype=linktype, sync=False)
+    writer.write_header(None)
+    for i, frame in enumerate(items):
+        stamp = round((start + i * step) * 1_000_000)
+        writer.write_packet(bytes(concrete(frame)), sec=stamp // 1_000_000, usec=stamp % 1_000_000)
+    writer.flush()
+    return buffer.getvalue()
+
+
+def write_pcap(path, frames, start: float = PCAP_EPOCH, step: float = 0.001) -> str:
+    """Write frames to a pcap file (see :func:`pcap_bytes`): the same bytes on every run."""
+    from pathlib import Path
+
+    Path(path).write_bytes(pcap_bytes(frames, start, step))
     return str(path)

@@ -57,7 +57,7 @@ def _load_geneve():
 def _ipv4_outer(outer_src, outer_dst, kind: str):
     src, dst = outer_addresses(outer_src, outer_dst)
     if src.version != 4:
-        raise LabInputError("outer_src", outer_src, f"an IPv4 address: {kind} runs over IPv4 only")
+        raise LabInputError("outer_src", str(outer_src), f"an IPv4 address: {kind} runs over IPv4 only")
     return src, dst
 
 
@@ -415,10 +415,12 @@ class Encapsulated:
         return list(sizes.items())
 
     def overhead_line(self) -> str:
-        """`overhead: 50 bytes = outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14; pod MTU 1500 - 50 = 1450`."""
+        """Two lines: `overhead: 50 bytes = outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14`, then
+        `pod MTU on a 1500-byte IPv4 underlay: 1500 - 50 = 1450`."""
         parts = " + ".join(f"{name} {size}" for name, size in self.breakdown())
-        return (f"overhead: {self.overhead} bytes = {parts}; "
-                f"pod MTU on a {self.underlay_mtu}-byte {UNDERLAY_NAMES[self.underlay]} underlay: {self.underlay_mtu} - {self.overhead} = {self.pod_mtu}")
+        return (f"overhead: {self.overhead} bytes = {parts}\n"
+                f"pod MTU on a {self.underlay_mtu}-byte {UNDERLAY_NAMES[self.underlay]} underlay: "
+                f"{self.underlay_mtu} - {self.overhead} = {self.pod_mtu}")
 
     def text(self) -> str:
         """What `python -m labsupport encap …` prints: the layers, the annotated bytes, the overhead."""

@@ -101,7 +101,7 @@ def test_encap_prints_layers_bytes_and_overhead_and_writes_the_frame(tmp_path, c
     built = tunneling.build("vxlan", "192.168.56.10", "192.168.56.11", "10.244.1.2", "10.244.2.2", payload="udp:5000", vni=42)
     assert packets.layered_summary(built.wire) in out and packets.hexdump(built.wire) in out
     assert "VXLAN · vni = 0x00002a" in out
-    assert "overhead: 50 bytes = outer IPv4 20 + outer UDP 8 + VXLAN 8 + inner Ethernet 14;" in out  # UDP inside too
+    assert "overhead: 50 bytes = outer IPv4 20 + outer UDP 8 + VXLAN 8 + inner Ethernet 14\n" in out  # UDP inside too
     assert out.rstrip().endswith(f"1 frame written to {pcap}")
     (frame,) = rdpcap(str(pcap))
     assert bytes(frame) == bytes(built.wire)

@@ -236,7 +236,7 @@ def test_builder_breakdown_names_the_headers() -> None:
     assert tunneling.build("gre", "fd00::10", "fd00::11", "10.244.1.2", "10.244.2.2", key=1, checksum=True).breakdown() == [
         ("outer IPv6", 40), ("GRE", 12)]
     assert tunneling.build("ipip", A, B, "10.244.1.2", "10.244.2.2").overhead_line() == (
-        "overhead: 20 bytes = outer IPv4 20; pod MTU on a 1500-byte IPv4 underlay: 1500 - 20 = 1480")
+        "overhead: 20 bytes = outer IPv4 20\npod MTU on a 1500-byte IPv4 underlay: 1500 - 20 = 1480")
 
 
 def test_builder_payloads_and_errors() -> None:
