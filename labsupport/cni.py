@@ -22,18 +22,34 @@ stands in for, in :attr:`Cluster.modelled` and in the comments.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from labsupport.addressing import stable_mac
+from labsupport.addressing import ZERO_MAC, stable_mac
 from labsupport.errors import LabInputError
 from labsupport.host import Namespace
-from labsupport.pod_network import Engine, Node, Segment, Walk
+from labsupport.pod_network import (
+    AWS_LINK_LOCAL_GATEWAY,
+    ETH_P_ARP,
+    ETH_P_IP,
+    Engine,
+    Hook,
+    Node,
+    Segment,
+    Walk,
+    add_secondary_eni,
+    add_vpc_cni_pod,
+)
 from labsupport.pod_network import walk as _walk
 
 PLUGINS: dict[str, tuple[str, ...]] = {  # the first mode is the plugin's default
     "flannel": ("vxlan", "host-gw"),
+    "calico": ("ipip", "bgp", "vxlan", "ipip-crosssubnet", "vxlan-crosssubnet"),
+    "weave": ("fastdp", "sleeve"),
+    "cilium": ("vxlan",),
+    "aws-vpc-cni": ("eni",),
 }
 TOPOLOGIES = ("two-nodes", "two-subnets")
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -98,7 +114,7 @@ class Cluster:
     router: Namespace
     segments: tuple[Segment, ...]
     pod_mtu: int
-    encapsulation: str  # "none", "vxlan", "ipip" or "udp": what crosses the underlay
+    encapsulation: str  # "none", "vxlan", "ipip" or "sleeve": what crosses the underlay
     refused: list[Refusal] = field(default_factory=list)
     modelled: list[str] = field(default_factory=list)  # what the model stands in for, honestly said
 
@@ -139,8 +155,10 @@ class Cluster:
         return next((name for name, ns in self.namespaces.items() if ip in ns.local_addresses()), None)
 
     def engine(self) -> Engine:
-        """The packet engine over every namespace, the underlay segments joining the nodes."""
-        return Engine(self.namespaces, self.segments)
+        """The packet engine over every namespace, the underlay segments joining the nodes, and the
+        plugin's hooks where it runs code rather than kernel tables (eBPF, a userspace router)."""
+        hooks = _HOOKS[self.plugin](self) if self.plugin in _HOOKS else {}
+        return Engine(self.namespaces, self.segments, hooks)
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -223,26 +241,19 @@ def _flannel(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
             bridge="cni0", gateway=str(gateway), mtu=cluster.pod_mtu,
         )
         pod.add_route(CLUSTER_CIDR, via=str(gateway), dev="eth0")
-    for spec in specs:
+    for spec, other in _pairs(specs):
         host = cluster.nodes[spec.name].host
-        for other in specs:
-            if other is spec:
-                continue
-            if vxlan:
-                # flannel design: per remote node one onlink route, one permanent ARP entry and one
-                # FDB entry (the remote VTEP's MAC is behind the remote node's address).
-                remote_vtep = other.pod_address(0)
-                remote_mac = stable_mac(other.name, "flannel.1")
-                host.add_route(other.pod_cidr, via=str(remote_vtep), dev="flannel.1", onlink=True)
-                host.add_neighbour(str(remote_vtep), remote_mac, "flannel.1", "PERMANENT")
-                host.add_fdb(remote_mac, "flannel.1", dst=str(other.ip))
-            else:
-                # host-gw: `ip route replace POD_CIDR via NODE_IP dev eth0`, no onlink: the kernel
-                # refuses a gateway that is not on eth0's subnet ("Nexthop has invalid gateway").
-                _try_route(
-                    cluster, spec.name, f"ip route add {other.pod_cidr} via {other.ip} dev eth0",
-                    dst=other.pod_cidr, via=str(other.ip), dev="eth0",
-                )
+        if vxlan:
+            # flannel design: per remote node one onlink route, one permanent ARP entry and one
+            # FDB entry (the remote VTEP's MAC is behind the remote node's address).
+            _vxlan_peer(host, "flannel.1", other, other.pod_cidr, other.pod_address(0), "flannel.1")
+        else:
+            # host-gw: `ip route replace POD_CIDR via NODE_IP dev eth0`, no onlink: the kernel
+            # refuses a gateway that is not on eth0's subnet ("Nexthop has invalid gateway").
+            _try_route(
+                cluster, spec.name, f"ip route add {other.pod_cidr} via {other.ip} dev eth0",
+                dst=other.pod_cidr, via=str(other.ip), dev="eth0",
+            )
     if not vxlan:
         cluster.modelled.append(
             "host-gw routes each remote pod CIDR via the remote node's address: the next hop must be on "
@@ -250,8 +261,402 @@ def _flannel(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
         )
 
 
-_BUILDERS = {"flannel": _flannel}
-_ENCAPSULATION = {("flannel", "vxlan"): "vxlan", ("flannel", "host-gw"): "none"}
+def _pairs(specs: tuple[NodeSpec, ...]) -> list[tuple[NodeSpec, NodeSpec]]:
+    """Every (node, other node) pair: what each node programs about each of the others."""
+    return [(spec, other) for spec in specs for other in specs if other is not spec]
+
+
+def _vxlan_peer(host: Namespace, dev: str, other: NodeSpec, dst: str, vtep: IPv4Address, remote_dev: str) -> None:
+    """A VXLAN peer as flannel and Calico's Felix program it: `ip route add DST via VTEP dev DEV onlink`,
+    `ip neigh replace VTEP lladdr MAC dev DEV nud permanent`, `bridge fdb append MAC dev DEV dst NODE_IP`."""
+    remote_mac = stable_mac(other.name, remote_dev)
+    host.add_route(dst, via=str(vtep), dev=dev, onlink=True)
+    host.add_neighbour(str(vtep), remote_mac, dev, "PERMANENT")
+    host.add_fdb(remote_mac, dev, dst=str(other.ip))
+
+
+# --- Calico ---------------------------------------------------------------------------------------
+
+CALICO_BLOCK_PREFIX = 26  # Calico IPAM hands nodes /26 blocks of the pool (blockSize default)
+CALICO_VETH_MAC = "ee:ee:ee:ee:ee:ee"  # every cali* host veth: the pods only ever talk to the node
+CALICO_VXLAN_VNI, CALICO_VXLAN_PORT = 4096, 4789  # felix config_params.go: VXLANVNI, VXLANPort
+FELIX_PROTO = "80"  # Felix's own routes (blackholes, same-subnet VXLAN routes) as `ip route` shows them
+
+
+def calico_veth_name(pod: str, namespace: str = "default") -> str:
+    """The host-side veth Calico names for a pod: `cali` + the first 11 hex digits of SHA-1 of
+    `NAMESPACE.POD` (libcalico-go VethNameForWorkload; the same recipe users rebuild with sha1sum)."""
+    return "cali" + hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()[:11]
+
+
+def _calico_block(spec: NodeSpec) -> IPv4Network:
+    return IPv4Network(f"{spec.pod_address(0)}/{CALICO_BLOCK_PREFIX}")
+
+
+def _calico(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
+    """Calico: no bridge; each pod a /32 behind a `cali*` veth (proxy ARP answers for the pods'
+    `169.254.1.1` gateway), a host route and a static ARP entry per pod, a blackhole for the node's
+    own block, and per remote block a route learned by BIRD (BGP, IPIP) or programmed by Felix (VXLAN)."""
+    mode = cluster.mode
+    bird = not mode.startswith("vxlan")  # in VXLAN modes Felix programs the routes (bird_ipam.cfg rejects them)
+    for spec in specs:
+        node = cluster.nodes[spec.name]
+        host = node.host
+        block = _calico_block(spec)
+        if mode.startswith("ipip"):
+            # The ipip module's fallback device tunl0 (any remote, any local); Felix gives it the
+            # tunnel address Calico IPAM allocated from the node's block, as a /32.
+            host.add_link("tunl0", "ipip", ZERO_MAC, mtu=cluster.pod_mtu)
+            host.add_address("tunl0", f"{block.network_address}/32")
+        elif mode.startswith("vxlan"):
+            # Felix vxlan_mgr.go: vxlan id VXLANVNI local NODE_IP dev PARENT dstport VXLANPort, learning
+            # off (netlink's zero value), the VTEP address from the block, /32.
+            host.add_vxlan(
+                "vxlan.calico", vni=CALICO_VXLAN_VNI, dstport=CALICO_VXLAN_PORT,
+                mac=stable_mac(spec.name, "vxlan.calico"), local=str(spec.ip), dev="eth0", learning=False,
+                mtu=cluster.pod_mtu,
+            )
+            host.add_address("vxlan.calico", f"{block.network_address}/32")
+        # bird_aggr.cfg.template: `route BLOCK blackhole` for the node's own blocks (BIRD exports it
+        # to the kernel as proto bird); Felix programs the same blackhole itself in VXLAN mode.
+        host.add_route(str(block), kind="blackhole", proto="bird" if bird else FELIX_PROTO)
+        pod_ip = spec.pod_address(2)
+        veth = calico_veth_name(spec.pod)
+        pod = node.add_pod(spec.pod, f"{pod_ip}/32", host_veth=veth, mtu=cluster.pod_mtu, host_mac=CALICO_VETH_MAC)
+        # The Calico CNI plugin: `169.254.1.1 dev eth0 scope link`, `default via 169.254.1.1 dev eth0`.
+        pod.add_route(AWS_LINK_LOCAL_GATEWAY, dev="eth0", scope="link")
+        pod.add_route("default", via=AWS_LINK_LOCAL_GATEWAY, dev="eth0")
+        # Felix: proxy_arp=1 on the cali veth, `POD dev caliX scope link`, and a static ARP entry
+        # for the workload's MAC (felix/routetable).
+        host.links[veth].proxy_arp = True
+        host.add_route(str(pod_ip), dev=veth, scope="link")
+        host.add_neighbour(str(pod_ip), pod.links["eth0"].mac, veth, "PERMANENT")
+    for spec, other in _pairs(specs):
+        host = cluster.nodes[spec.name].host
+        block = str(_calico_block(other))
+        same_subnet = other.subnet == spec.subnet
+        if mode.startswith("vxlan"):
+            if mode == "vxlan" or not same_subnet:
+                _vxlan_peer(host, "vxlan.calico", other, block, _calico_block(other).network_address, "vxlan.calico")
+            else:  # CrossSubnet, same subnet: Felix routes natively (observed as `proto 80 onlink`)
+                host.add_route(block, via=str(other.ip), dev="eth0", proto=FELIX_PROTO, onlink=True)
+            continue
+        if mode == "ipip" or (mode == "ipip-crosssubnet" and not same_subnet):
+            # bird_ipam.cfg.template: krt_tunnel = "tunl0" for pools in IPIP mode (CrossSubnet: only
+            # when the BGP next hop is off the node's subnet); BIRD writes it `via NODE dev tunl0 onlink`.
+            host.add_route(block, via=str(other.ip), dev="tunl0", proto="bird", onlink=True)
+        elif same_subnet:
+            host.add_route(block, via=str(other.ip), dev="eth0", proto="bird")
+        else:
+            # BGP without encapsulation across subnets: the peers are multihop and BIRD resolves the next
+            # hop recursively (bird.cfg.template: `multihop; gateway recursive;`): through the default
+            # route, so the route points at the router, which has to know the pod block itself.
+            host.add_route(block, via=spec.gateway, dev="eth0", proto="bird")
+    cluster.modelled.append(
+        "Calico's BGP sessions (BIRD, TCP 179) are not modelled: the routes they end in are. Blocks are "
+        f"/{CALICO_BLOCK_PREFIX} from each node's {CLUSTER_CIDR} share, the tunnel address is the block's first."
+    )
+
+
+# --- Weave ----------------------------------------------------------------------------------------
+
+WEAVE_PORT = 6783  # the router's TCP control port, and sleeve's UDP port
+WEAVE_FASTDP_PORT = WEAVE_PORT + 1  # router/fastdp.go: "We use the weave port number plus 1 for vxlan"
+WEAVE_NAME_SIZE = 6  # a peer name is a MAC-like 6 bytes (router/peer_name_mac.go)
+# router/sleeve.go: IP + UDP (28), the sender's name, per frame its source and destination peer
+# names and a 2-byte length (crypto.go NonEncryptor), then the Ethernet frame.
+SLEEVE_OVERHEAD = 28 + WEAVE_NAME_SIZE + 2 * WEAVE_NAME_SIZE + 2 + 14
+OVS_TUNNEL_MTU = 65485  # ovs-created vxlan netdevs get the largest MTU (kernel commit 7e059158d57b)
+
+
+def _weave_peer(node: str) -> tuple[bytes, int]:
+    """A node's weave peer name (6 bytes) and its 12-bit short ID; both are random in Weave, stable here."""
+    name = bytes.fromhex(stable_mac(node, "weave-peer").replace(":", ""))
+    return name, int.from_bytes(name[-2:], "big") & 0xFFF
+
+
+def _weave(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
+    """Weave: one flat layer-2 network for all pods (`10.244.0.0/16` on every pod's eth0), each node's
+    `weave` bridge, and the router joining the bridges of all nodes: by VXLAN from the kernel's Open
+    vSwitch datapath (fast datapath, UDP 6784) or by the router itself in UDP 6783 (sleeve)."""
+    prefix = IPv4Network(CLUSTER_CIDR).prefixlen
+    for spec in specs:
+        node = cluster.nodes[spec.name]
+        host = node.host
+        bridge_ip = spec.pod_address(1)
+        host.add_link("weave", "bridge", stable_mac(spec.name, "weave"), mtu=cluster.pod_mtu)
+        host.add_address("weave", f"{bridge_ip}/{prefix}")  # `weave expose`: the node's address on the pod network
+        host.add_link("vethwe-bridge", "veth", stable_mac(spec.name, "vethwe-bridge"), mtu=cluster.pod_mtu, master="weave")
+        if cluster.mode == "fastdp":
+            host.add_vxlan(
+                f"vxlan-{WEAVE_FASTDP_PORT}", vni=0, dstport=WEAVE_FASTDP_PORT,
+                mac=stable_mac(spec.name, f"vxlan-{WEAVE_FASTDP_PORT}"), learning=False, external=True,
+                mtu=OVS_TUNNEL_MTU,
+            )
+        node.add_pod(
+            spec.pod, f"{spec.pod_address(2)}/{prefix}", host_veth=spec.host_veth, bridge="weave",
+            gateway=str(bridge_ip), mtu=cluster.pod_mtu,
+        )
+    cluster.modelled.append(
+        "Weave's router is modelled as a learning bridge between the nodes' `weave` bridges, reached "
+        "through `vethwe-bridge` (whose other end is the Open vSwitch datapath, or the router's capture in "
+        "sleeve mode). Fast datapath: the datapath's `vxlan-6784` port sends VXLAN with VNI = destination "
+        "peer's short ID << 12 | source's. Sleeve: the router sends the frame in UDP 6783 after the sender's "
+        "and both peers' names and the frame's length (unencrypted)."
+    )
+
+
+def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
+    """The Weave router on each node (a userspace process and, for fast datapath, its kernel flows)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    specs = {spec.name: spec for spec in _specs(cluster.topology)}
+    by_ip = {str(spec.ip): spec.name for spec in specs.values()}
+    learned: dict[tuple[str, str], str] = {}  # (node, MAC) → the peer node it is behind
+    fastdp = cluster.mode == "fastdp"
+    vport = f"vxlan-{WEAVE_FASTDP_PORT}"
+
+    def to_peers(engine: Engine, ns: str, dev: str, frame) -> bool:
+        peer = learned.get((ns, frame.dst))
+        peers = [peer] if peer else [name for name in specs if name != ns]
+        why = f"{frame.dst} is behind peer {peer}" if peer else f"{frame.dst} is not known: to every peer"
+        src_name, src_id = _weave_peer(ns)
+        for name in peers:
+            dst_name, dst_id = _weave_peer(name)
+            remote = specs[name].ip
+            if fastdp:
+                vni = (dst_id << 12) | src_id
+                engine.record(ns, dev, f"weave router (fast datapath flow): {why}; VXLAN to {remote}:{WEAVE_FASTDP_PORT}, "
+                              f"VNI {vni} = peer {dst_id} << 12 | peer {src_id}")
+                engine.vxlan_transmit(ns, vport, frame, remote=remote, vni=vni)
+            else:
+                payload = src_name + src_name + dst_name + len(bytes(frame)).to_bytes(2, "big") + bytes(frame)
+                # sleeve.go sets IP_PMTUDISC_DONT on its socket: no DF bit.
+                packet = IP(src=str(specs[ns].ip), dst=str(remote), ttl=64, id=0) / UDP(
+                    sport=WEAVE_PORT, dport=WEAVE_PORT) / Raw(payload)
+                engine.record(ns, dev, f"weave router (sleeve, userspace) captures the frame: {why}; "
+                              f"UDP {WEAVE_PORT} to {remote}")
+                engine.send_ip(ns, packet)
+        return True
+
+    def from_peer(engine: Engine, ns: str, peer_ip: str, frame) -> None:
+        peer = by_ip.get(peer_ip, peer_ip)
+        learned[(ns, frame.src)] = peer
+        engine.record(ns, "vethwe-bridge", f"weave router: learns {frame.src} is behind peer {peer}; "
+                      "hands the frame to the weave bridge")
+        engine.receive(ns, "vethwe-bridge", frame)
+
+    def from_vxlan(engine: Engine, ns: str, dev: str, frame) -> bool:
+        source, vni = engine.tunnel_info  # router/fastdp.go extractPeers: the VNI names both peers
+        engine.record(ns, dev, f"weave datapath: VNI {vni} is from peer {vni & 0xFFF} to peer {(vni >> 12) & 0xFFF}")
+        from_peer(engine, ns, str(source), frame)
+        return True
+
+    def from_sleeve(engine: Engine, ns: str, port: str, packet) -> bool:
+        payload = bytes(packet[UDP].payload)
+        start = 3 * WEAVE_NAME_SIZE
+        length = int.from_bytes(payload[start:start + 2], "big")
+        engine.record(ns, "-", f"weave router reads a sleeve packet on UDP {port} from {packet[IP].src}")
+        from_peer(engine, ns, packet[IP].src, Ether(payload[start + 2:start + 2 + length]))
+        return True
+
+    hooks: dict[tuple[str, str, str], Hook] = {}
+    for name in specs:
+        hooks[(name, "egress", "vethwe-bridge")] = to_peers
+        if fastdp:
+            hooks[(name, "ingress", vport)] = from_vxlan
+        else:
+            hooks[(name, "udp", str(WEAVE_PORT))] = from_sleeve
+    return hooks
+
+
+# --- Cilium ---------------------------------------------------------------------------------------
+
+CILIUM_VXLAN_PORT = 8472  # Cilium's default tunnel port for VXLAN (the Linux default)
+CILIUM_FIRST_IDENTITY = 256  # identities below 256 are reserved (host, world, ...)
+
+
+def cilium_veth_name(container_id: str) -> str:
+    """The host-side veth Cilium names for an endpoint: `lxc` + the first 12 hex digits of SHA-256 of
+    its ID (cilium pkg/datapath/connector, Endpoint2IfName). The model uses the pod name as the ID."""
+    return "lxc" + hashlib.sha256(container_id.encode()).hexdigest()[:12]
+
+
+def _cilium(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
+    """Cilium (tunnel mode, endpoint routes): no bridge; each pod a /32 behind an `lxc*` veth, the node's
+    `cilium_host` holding the pods' gateway address, and `cilium_vxlan`, a VXLAN device in external
+    (collect-metadata) mode: eBPF programs give it the remote node and the VNI for each packet."""
+    for spec in specs:
+        node = cluster.nodes[spec.name]
+        host = node.host
+        router_ip = spec.pod_address(1)
+        net = host.add_link("cilium_net", "veth", stable_mac(spec.name, "cilium_net"), mtu=UNDERLAY_MTU)
+        hst = host.add_link("cilium_host", "veth", stable_mac(spec.name, "cilium_host"), mtu=UNDERLAY_MTU)
+        net.peer, net.peer_index = (spec.name, "cilium_host"), hst.index
+        hst.peer, hst.peer_index = (spec.name, "cilium_net"), net.index
+        host.add_address("cilium_host", f"{router_ip}/32")
+        host.add_vxlan(
+            "cilium_vxlan", vni=0, dstport=CILIUM_VXLAN_PORT, mac=stable_mac(spec.name, "cilium_vxlan"),
+            learning=False, external=True, mtu=UNDERLAY_MTU,
+        )
+        pod_ip = spec.pod_address(2)
+        veth = cilium_veth_name(spec.pod)
+        pod = node.add_pod(spec.pod, f"{pod_ip}/32", host_veth=veth, mtu=cluster.pod_mtu)
+        pod.add_route(str(router_ip), dev="eth0", scope="link")
+        pod.add_route("default", via=str(router_ip), dev="eth0")
+        host.add_route(str(pod_ip), dev=veth, scope="link")  # --enable-endpoint-routes
+    for spec, other in _pairs(specs):
+        # For the node's own traffic to remote pods: via its cilium_host address (eBPF takes it from there).
+        router_ip = str(spec.pod_address(1))
+        cluster.nodes[spec.name].host.add_route(other.pod_cidr, via=router_ip, dev="cilium_host", src=router_ip)
+    cluster.modelled.append(
+        "Cilium's datapath is eBPF programs, not routes: the model stands in for bpf_lxc at each lxc's tc "
+        "ingress (answers the pod's ARP, delivers to local pods, or looks the destination's pod CIDR up in "
+        "the tunnel map and sends the frame out of cilium_vxlan with VNI = the source's security identity) "
+        "and for bpf_overlay at cilium_vxlan (delivers to the local pod). TTL is decremented once, at "
+        "delivery; route MTUs are left out."
+    )
+
+
+def _cilium_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
+    """bpf_lxc (from-container) on each lxc and bpf_overlay (from-overlay) on cilium_vxlan, as models."""
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import ARP, Ether
+
+    specs = _specs(cluster.topology)
+    endpoints = {}  # pod IP → (node, lxc, pod MAC): the endpoint map
+    for spec in specs:
+        veth = cilium_veth_name(spec.pod)
+        endpoints[str(spec.pod_address(2))] = (spec.name, veth, cluster.nodes[spec.name].namespaces[spec.pod].links["eth0"].mac)
+    tunnel = {IPv4Network(spec.pod_cidr): spec for spec in specs}  # pod CIDR → node: the tunnel map
+    identity = {ip: CILIUM_FIRST_IDENTITY + i for i, ip in enumerate(endpoints)}
+
+    def deliver_local(engine: Engine, ns: str, packet, where: str) -> bool:
+        node, veth, mac = endpoints[packet.dst]
+        if node != ns:
+            return False
+        lxc_mac = engine.namespaces[ns].links[veth].mac
+        packet = packet.copy()
+        packet.ttl -= 1
+        del packet.chksum
+        frame = Ether(src=lxc_mac, dst=mac, type=ETH_P_IP)
+        frame.add_payload(packet)
+        engine.record(ns, veth, f"eBPF ({where}, model): endpoint map: {packet.dst} is behind {veth}; rewrites the "
+                      f"MACs, redirects (ttl {packet.ttl})", frame)
+        engine.transmit(ns, veth, frame)
+        return True
+
+    def from_container(engine: Engine, ns: str, dev: str, frame) -> bool:
+        link = engine.namespaces[ns].links[dev]
+        if frame.type == ETH_P_ARP and frame[ARP].op == 1:
+            arp = frame[ARP]
+            reply = Ether(src=link.mac, dst=arp.hwsrc, type=ETH_P_ARP) / ARP(
+                op=2, hwsrc=link.mac, psrc=arp.pdst, hwdst=arp.hwsrc, pdst=arp.psrc)
+            engine.record(ns, dev, f"eBPF (bpf_lxc, model): answers ARP who-has {arp.pdst} with {link.mac}", reply)
+            engine.transmit(ns, dev, reply)
+            return True
+        if frame.type != ETH_P_IP:
+            return False
+        packet = frame[IP]
+        if packet.dst in endpoints and deliver_local(engine, ns, packet, "bpf_lxc"):
+            return True
+        remote = next((spec for cidr, spec in tunnel.items() if IPv4Address(packet.dst) in cidr), None)
+        if remote is None or remote.name == ns:
+            return False
+        vni = identity.get(packet.src, 2)  # 2 is the reserved identity `world`
+        engine.record(ns, dev, f"eBPF (bpf_lxc, model): tunnel map: {remote.pod_cidr} is on {remote.ip}; "
+                      f"encapsulates with VNI {vni} (the source's security identity)")
+        engine.vxlan_transmit(ns, "cilium_vxlan", frame, remote=remote.ip, vni=vni)
+        return True
+
+    def from_overlay(engine: Engine, ns: str, dev: str, frame) -> bool:
+        return frame.type == ETH_P_IP and frame[IP].dst in endpoints and deliver_local(engine, ns, frame[IP], "bpf_overlay")
+
+    hooks: dict[tuple[str, str, str], Hook] = {}
+    for spec in specs:
+        hooks[(spec.name, "ingress", cilium_veth_name(spec.pod))] = from_container
+        hooks[(spec.name, "ingress", "cilium_vxlan")] = from_overlay
+    return hooks
+
+
+# --- AWS VPC CNI ----------------------------------------------------------------------------------
+
+AWS_VPC_CIDR = "192.168.0.0/16"  # the model's VPC: both node subnets are VPC subnets
+AWS_ENI_TABLE, AWS_ENI_TABLE_ID = "eni-1", 2
+
+
+def aws_veth_name(pod: str, namespace: str = "default") -> str:
+    """The host-side veth the AWS VPC CNI names for a pod: the prefix (AWS_VPC_K8S_CNI_VETHPREFIX,
+    `eni` by default; the notes show an older `aws`) + 11 hex digits of SHA-1 of `NAMESPACE.POD`."""
+    return "eni" + hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()[:11]
+
+
+def aws_addresses(spec: NodeSpec) -> tuple[IPv4Address, IPv4Address]:
+    """A node's secondary ENI (eth1) address and its pod's address, a secondary address of that ENI:
+    in the VPC CNI, pod addresses are VPC addresses from the node's subnet, not from 10.244.0.0/16."""
+    base = spec.ip + 10 * (int(spec.name.rsplit("-", 1)[1]))
+    return base, base + 1
+
+
+def _aws(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
+    """The AWS VPC CNI as in the notes: a secondary ENI per node, pods on its secondary addresses
+    (/32, gateway `169.254.1.1` with a permanent ARP entry), policy routing (to a pod: main; from a
+    pod: the ENI's table; not to the VPC: main); no encapsulation: the VPC fabric knows every address."""
+    fabric = []
+    for spec in specs:
+        node = cluster.nodes[spec.name]
+        host = node.host
+        eni_ip, pod_ip = aws_addresses(spec)
+        add_secondary_eni(
+            host, "eth1", stable_mac(spec.name, "eth1"), f"{eni_ip}/{spec.subnet.prefixlen}", spec.gateway,
+            AWS_ENI_TABLE, AWS_ENI_TABLE_ID,
+        )
+        host.add_rule(1025, "main", dst=AWS_VPC_CIDR, invert=True)
+        veth = aws_veth_name(spec.pod)
+        add_vpc_cni_pod(
+            node, spec.pod, str(pod_ip), veth, stable_mac(spec.name, veth), stable_mac(spec.pod, "eth0"),
+            AWS_ENI_TABLE, mtu=cluster.pod_mtu,
+        )
+        fabric += [(str(spec.ip), host.links["eth0"].mac), (str(eni_ip), host.links["eth1"].mac),
+                   (str(pod_ip), host.links["eth1"].mac)]
+    fabric += [(str(a.ip), lk.mac) for lk in cluster.router.links.values() if lk.kind == "ether" for a in lk.addresses]
+    cluster.segments = tuple(
+        Segment(seg.name, seg.ports + tuple((s.name, "eth1") for s in specs if s.subnet.with_prefixlen in seg.name),
+                tuple(fabric))
+        for seg in cluster.segments
+    )
+    cluster.modelled.append(
+        "The VPC is modelled as its fabric: it answers ARP itself with the MAC of the ENI an address is "
+        "assigned to (pod addresses included), so no host ever sees another's ARP; the router stands for "
+        "the VPC router at each subnet's .1. Pod addresses are VPC addresses from the nodes' subnets."
+    )
+
+
+_BUILDERS = {"flannel": _flannel, "calico": _calico, "weave": _weave, "cilium": _cilium, "aws-vpc-cni": _aws}
+_HOOKS = {"weave": _weave_hooks, "cilium": _cilium_hooks}
+
+
+def encapsulation_of(plugin: str, mode: str) -> str:
+    """What carries pod traffic between nodes: "vxlan", "ipip", "sleeve" (Weave's UDP) or "none"."""
+    if plugin == "weave":
+        return "vxlan" if mode == "fastdp" else "sleeve"
+    for name in ("vxlan", "ipip"):
+        if mode.startswith(name):
+            return name
+    return "vxlan" if plugin == "cilium" else "none"
+
+
+def pod_mtu_for(encapsulation: str) -> int:
+    """The pods' MTU on the 1500-byte underlay: the underlay MTU minus the encapsulation's overhead."""
+    from labsupport import overlay
+
+    if encapsulation == "none":
+        return UNDERLAY_MTU
+    if encapsulation == "sleeve":
+        return UNDERLAY_MTU - SLEEVE_OVERHEAD
+    return overlay.pod_mtu(UNDERLAY_MTU, encapsulation)
 
 
 def cluster(plugin: str = "flannel", mode: str | None = None, topology: str = "two-nodes") -> Cluster:
@@ -269,12 +674,9 @@ def cluster(plugin: str = "flannel", mode: str | None = None, topology: str = "t
 
 @lru_cache(maxsize=64)
 def _build(plugin: str, mode: str, topology: str) -> Cluster:
-    from labsupport import overlay
-
     nodes, router, segments = _underlay(topology)
-    encapsulation = _ENCAPSULATION[(plugin, mode)]
-    mtu = UNDERLAY_MTU if encapsulation in ("none",) else overlay.pod_mtu(UNDERLAY_MTU, encapsulation)
-    result = Cluster(plugin, mode, topology, nodes, router, segments, mtu, encapsulation)
+    encapsulation = encapsulation_of(plugin, mode)
+    result = Cluster(plugin, mode, topology, nodes, router, segments, pod_mtu_for(encapsulation), encapsulation)
     _BUILDERS[plugin](result, _specs(topology))
     return result
 
@@ -296,16 +698,18 @@ def walk(network: Cluster, source: str, destination: str, proto: str = "icmp", p
 
 def overhead_of(result: Walk) -> int:
     """Bytes the plugin added to the first pod packet on its way across the underlay: the IP length of
-    the frame on the source node's uplink minus the IP length the source pod sent (0 when routed)."""
-    from scapy.layers.inet import IP
+    the frame that carried it out of the source node minus the IP length the source sent (0 when routed).
+    The frame is found by its ICMP or UDP bytes, which no hop changes."""
+    from scapy.layers.inet import ICMP, IP, UDP
 
-    sent = next(h.frame for h in result.hops if h.frame is not None and IP in h.frame)
-    source_node = result.node_after.node_of(result.source) if result.source in result.node_after.pods else result.source
-    on_wire = [
-        h.frame for h in result.hops
-        if h.namespace == source_node and h.device == "eth0" and h.frame is not None and IP in h.frame
-        and h.event.startswith("transmits")
-    ]
-    if not on_wire:
-        raise LabInputError("walk", result.source, "a walk whose packet left the source node on eth0")
-    return len(bytes(on_wire[0][IP])) - len(bytes(sent[IP]))
+    network = result.node_after
+    source = result.source if result.source in network.namespaces else network.owner_of(IPv4Address(result.source))
+    sent = next(h.frame[IP] for h in result.hops if h.namespace == source and h.frame is not None and IP in h.frame)
+    l4 = bytes(sent[ICMP] if ICMP in sent else sent[UDP])
+    origin = network.node_of(source) if source in network.pods else source
+    uplinks = {dev for seg in network.segments for ns, dev in seg.ports if ns == origin}
+    for hop in result.hops:
+        if (hop.namespace, hop.frame is not None, hop.event.startswith("transmits")) == (origin, True, True) \
+                and hop.device in uplinks and IP in hop.frame and l4 in bytes(hop.frame):
+            return len(bytes(hop.frame[IP])) - len(bytes(sent))
+    raise LabInputError("walk", f"{result.source} → {result.destination}", "a walk whose packet left the source node")

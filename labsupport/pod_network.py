@@ -205,30 +205,52 @@ def aws_vpc_cni_node(name: str = "ip-10-0-104-183") -> Node:
     host.add_link("eth0", "ether", "02:4f:1a:3c:9e:01", mtu=9001)
     host.add_address("eth0", "10.0.104.183/19")
     host.add_route("default", via="10.0.96.1", dev="eth0")
-    host.add_link("eth1", "ether", "02:4f:1a:3c:9e:02", mtu=9001)
-    # The secondary ENI's connected route is removed from main: the plugin routes it only in eni-1.
-    host.links["eth1"].addresses.append(parse_ipv4_interface("10.0.108.20/19", "eth1.address"))
-    host.add_table("eni-1", 2)
-    host.add_route("10.0.96.1", dev="eth1", table="eni-1", scope="link")
-    host.add_route("default", via="10.0.96.1", dev="eth1", table="eni-1")
+    add_secondary_eni(host, "eth1", "02:4f:1a:3c:9e:02", "10.0.108.20/19", "10.0.96.1", "eni-1", 2, mtu=9001)
     host.add_rule(1025, "main", dst=AWS_VPC_CIDR, invert=True)
     for pod_name, ip, veth, veth_mac, eni_table, pod_mac in AWS_PODS:
-        pod = Namespace(pod_name, role="pod", containers=("app",))
-        host_end = host.add_link(veth, "veth", veth_mac or stable_mac(name, veth), mtu=AWS_POD_MTU)
-        pod_end = pod.add_link("eth0", "veth", pod_mac or stable_mac(pod_name, "eth0"), mtu=AWS_POD_MTU)
-        pod_end.index = 3
-        host_end.peer, host_end.peer_index = (pod_name, "eth0"), pod_end.index
-        pod_end.peer, pod_end.peer_index = (name, veth), host_end.index
-        pod.add_address("eth0", f"{ip}/32")
-        pod.add_route(AWS_LINK_LOCAL_GATEWAY, dev="eth0", scope="link")
-        pod.add_route("default", via=AWS_LINK_LOCAL_GATEWAY, dev="eth0")
-        pod.add_neighbour(AWS_LINK_LOCAL_GATEWAY, host_end.mac, "eth0", "PERMANENT")
-        host.add_route(ip, dev=veth, scope="link")
-        host.add_rule(512, "main", dst=ip)
-        if eni_table:
-            host.add_rule(1536, eni_table, src=ip)
-        node.namespaces[pod_name] = pod
+        add_vpc_cni_pod(
+            node, pod_name, ip, veth, veth_mac or stable_mac(name, veth), pod_mac or stable_mac(pod_name, "eth0"),
+            eni_table, mtu=AWS_POD_MTU,
+        )
     return node
+
+
+def add_secondary_eni(
+    host: Namespace, dev: str, mac: str, address: str, gateway: str, table: str, table_id: int, mtu: int = 1500
+) -> None:
+    """A secondary ENI as the AWS VPC CNI sets it up: the device with its address, whose connected
+    route the plugin leaves out of main, and its own table (`default via GW dev DEV`, `GW dev DEV scope link`)."""
+    host.add_link(dev, "ether", mac, mtu=mtu)
+    host.links[dev].addresses.append(parse_ipv4_interface(address, f"{dev}.address"))
+    host.add_table(table, table_id)
+    host.add_route(gateway, dev=dev, table=table, scope="link")
+    host.add_route("default", via=gateway, dev=dev, table=table)
+
+
+def add_vpc_cni_pod(
+    node: Node, pod_name: str, ip: str, veth: str, veth_mac: str, pod_mac: str, eni_table: str | None,
+    mtu: int = AWS_POD_MTU,
+) -> Namespace:
+    """One pod as the AWS VPC CNI adds it: a /32 address (an ENI's secondary address), the link-local
+    gateway `169.254.1.1` with a permanent ARP entry for the host veth, the node's host route and its
+    policy rules (to the pod: main, pref 512; from a pod on a secondary ENI: that ENI's table, 1536)."""
+    host = node.host
+    pod = Namespace(pod_name, role="pod", containers=("app",))
+    host_end = host.add_link(veth, "veth", veth_mac, mtu=mtu)
+    pod_end = pod.add_link("eth0", "veth", pod_mac, mtu=mtu)
+    pod_end.index = 3
+    host_end.peer, host_end.peer_index = (pod_name, "eth0"), pod_end.index
+    pod_end.peer, pod_end.peer_index = (node.name, veth), host_end.index
+    pod.add_address("eth0", f"{ip}/32")
+    pod.add_route(AWS_LINK_LOCAL_GATEWAY, dev="eth0", scope="link")
+    pod.add_route("default", via=AWS_LINK_LOCAL_GATEWAY, dev="eth0")
+    pod.add_neighbour(AWS_LINK_LOCAL_GATEWAY, host_end.mac, "eth0", "PERMANENT")
+    host.add_route(ip, dev=veth, scope="link")
+    host.add_rule(512, "main", dst=ip)
+    if eni_table:
+        host.add_rule(1536, eni_table, src=ip)
+    node.namespaces[pod_name] = pod
+    return pod
 
 
 # --- a packet's way ------------------------------------------------------------------------------
@@ -307,9 +329,11 @@ class Segment:
     fabric_arp: tuple[tuple[str, str], ...] = ()  # (address, MAC)
 
 
-# A tc ingress program (the model of an eBPF program): called with the engine, the namespace, the
-# device and the frame received there; returns True when it took the frame (redirected or dropped).
-Program = Callable[["Engine", str, str, object], bool]
+# A hook stands in for code that is not a route or a table entry: an eBPF program at a device's tc
+# ingress, a userspace daemon reading a device or a UDP socket. It is called with the engine, the
+# namespace, the device (or port) and the frame (or packet); it returns True when it took it.
+Hook = Callable[["Engine", str, str, object], bool]
+HOOK_PLACES = ("ingress", "egress", "udp")  # a frame received on a device, sent to one, a datagram to a port
 
 
 class Engine:
@@ -320,22 +344,26 @@ class Engine:
     Devices on a :class:`Segment` reach each other; a device on none leads out of the model.
     vxlan devices encapsulate (FDB lookup of the inner destination MAC → remote VTEP) and the UDP
     port of a vxlan device decapsulates; `tunl0` (ipip) encapsulates towards its route's gateway.
-    programs holds tc ingress programs by (namespace, device).
+    hooks holds :data:`Hook` functions by (namespace, place, device or port), place one of
+    :data:`HOOK_PLACES`.
     """
 
     def __init__(
         self,
         namespaces: dict[str, Namespace],
         segments: tuple[Segment, ...] = (),
-        programs: dict[tuple[str, str], Program] | None = None,
+        hooks: dict[tuple[str, str, str], Hook] | None = None,
     ) -> None:
         self.namespaces = namespaces
         self.segments = {port: seg for seg in segments for port in seg.ports}
-        self.programs = programs or {}
+        self.hooks = hooks or {}
         self.hops: list[Hop] = []
         self.delivered: list[tuple[str, object]] = []
         self.wire: deque = deque()
         self.waiting_for_arp: dict[tuple[str, str, IPv4Address], list] = {}
+        # What an `external` vxlan device attaches to the frame it decapsulated (the skb's
+        # ip_tunnel_info): the outer source address and the VNI, for the hook that reads it.
+        self.tunnel_info: tuple[IPv4Address, int] | None = None
 
     def run(self) -> None:
         while self.wire:
@@ -407,6 +435,9 @@ class Engine:
 
     def transmit(self, ns_name: str, dev: str, frame) -> None:
         link = self.namespaces[ns_name].links[dev]
+        hook = self.hooks.get((ns_name, "egress", dev))
+        if hook is not None and hook(self, ns_name, dev, frame):
+            return
         if link.kind == "bridge":
             self.wire.append(lambda: self.bridge_forward(ns_name, link.name, None, frame))
         elif link.kind == "veth" and link.peer is not None:
@@ -443,8 +474,8 @@ class Engine:
     def receive(self, ns_name: str, dev: str, frame) -> None:
         link = self.namespaces[ns_name].links[dev]
         self.record(ns_name, dev, f"receives {_describe(frame)}", frame)
-        program = self.programs.get((ns_name, dev))
-        if program is not None and program(self, ns_name, dev, frame):
+        hook = self.hooks.get((ns_name, "ingress", dev))
+        if hook is not None and hook(self, ns_name, dev, frame):
             return
         if link.master is not None:
             self.bridge_forward(ns_name, link.master, dev, frame)
@@ -555,6 +586,10 @@ class Engine:
 
         if self.decapsulate(ns_name, packet):
             return
+        if packet.haslayer(UDP):
+            hook = self.hooks.get((ns_name, "udp", str(packet[UDP].dport)))
+            if hook is not None and hook(self, ns_name, str(packet[UDP].dport), packet):
+                return
         self.delivered.append((ns_name, packet))
         if packet.haslayer(ICMP) and packet[ICMP].type == 8:
             self.record(ns_name, dev, f"ICMP echo request from {packet.src} delivered; the kernel answers it")
@@ -651,6 +686,7 @@ class Engine:
                 ns.fdb = [e for e in ns.fdb if not (e.port == vxlan.name and e.mac == inner.src and e.dst is not None)]
                 ns.fdb.append(FdbEntry(inner.src, vxlan.name, None, dst=src))
                 self.record(ns_name, vxlan.name, f"learns {inner.src} is behind VTEP {src}")
+        self.tunnel_info = (IPv4Address(packet.src), vni)
         self.receive(ns_name, vxlan.name, inner)
         return True
 
