@@ -31,7 +31,10 @@ def concrete(packet):
     (VXLAN on a port other than 4789/8472, for example)."""
     from scapy.packet import NoPayload
 
-    classes = [type(layer) for layer in layers(packet)]
+    stack = layers(packet)
+    if all(layer.raw_packet_cache is not None for layer in stack):
+        return packet  # dissected from bytes and not changed since: already what a receiver sees
+    classes = [type(layer) for layer in stack]
     top = classes[0](bytes(packet))
     layer = top
     for cls in classes[1:]:
@@ -175,9 +178,21 @@ def annotate(frame) -> list[ByteRange]:
     What Wireshark's packet-bytes pane shows when you click a field: works for any scapy layer
     (Ethernet, 802.1Q, IPv4, IPv6, UDP, TCP, ICMP, VXLAN, GRE, Geneve and its options, a payload).
     """
+    packet = concrete(frame)
+    key = (bytes(packet), tuple(type(layer) for layer in layers(packet)))
+    if key not in _ANNOTATED:  # a widget shows one frame in several views: annotate it once
+        if len(_ANNOTATED) >= 64:
+            _ANNOTATED.pop(next(iter(_ANNOTATED)))
+        _ANNOTATED[key] = _annotate(packet)
+    return list(_ANNOTATED[key])
+
+
+_ANNOTATED: dict[tuple, tuple[ByteRange, ...]] = {}
+
+
+def _annotate(packet) -> tuple[ByteRange, ...]:
     from scapy.packet import Raw
 
-    packet = concrete(frame)
     out: list[ByteRange] = []
     position = 0
     for layer, label in zip(layers(packet), layer_labels(packet), strict=True):
@@ -190,7 +205,7 @@ def annotate(frame) -> list[ByteRange]:
             ranges = [ByteRange(position, position + length, label, field, f"{length} bytes")]
         out += ranges
         position += length
-    return out
+    return tuple(out)
 
 
 class HexRow(NamedTuple):
