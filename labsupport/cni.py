@@ -713,3 +713,165 @@ def overhead_of(result: Walk) -> int:
                 and hop.device in uplinks and IP in hop.frame and l4 in bytes(hop.frame):
             return len(bytes(hop.frame[IP])) - len(bytes(sent))
     raise LabInputError("walk", f"{result.source} → {result.destination}", "a walk whose packet left the source node")
+
+
+# --- views ----------------------------------------------------------------------------------------
+
+
+def routes_text(plugin: str, mode: str | None = None, node: str = "node-1", topology: str = "two-nodes") -> str:
+    """What `python -m labsupport cni routes --plugin NAME [--mode MODE] --node NAME` prints: the node's
+    `ip route`, `bridge fdb show` and `ip neigh` (and `ip rule` and the extra tables when the plugin uses
+    policy routing), as on the node right after the plugin set it up; first, any command the kernel
+    refused, with the kernel's answer."""
+    built = cluster(plugin, mode, topology)
+    ns = built.node(node)
+    parts = [f"$ {r.command}\nError: {r.error}" for r in built.refused if r.node == node]
+    parts.append("$ ip route\n" + ns.ip_route())
+    extra = [name for name, table in ns.tables.items() if name not in ("main", "default") and table.routes]
+    if extra:
+        parts.append("$ ip rule\n" + ns.ip_rule())
+        parts += [f"$ ip route show table {name}\n" + ns.ip_route(name) for name in extra]
+    parts.append("$ bridge fdb show\n" + ns.bridge_fdb())
+    parts.append("$ ip neigh\n" + ns.ip_neigh())
+    return "\n".join(part.rstrip("\n") for part in parts)
+
+
+# --- the notes' table, from the models --------------------------------------------------------------
+
+APPROACHES = ("L2", "Route", "Overlay", "Cloud")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What walks on one plugin and mode show, and the notes' approach each falls in: within one
+    subnet (pod-a → pod-b) and across subnets (pod-a → pod-c, None when not delivered)."""
+
+    plugin: str
+    mode: str
+    approach: str
+    approach_across: str | None
+    overhead: int
+    overhead_across: int | None
+    pod_mtu: int
+    pod_addresses_on_underlay: bool
+    pod_addresses_on_underlay_across: bool | None
+    needs_l2_adjacency: bool
+    underlay_knows_pods: bool
+    across_subnets: bool | None  # None: not a question for pods on one node
+
+    @property
+    def label(self) -> str:
+        """plugin and mode as a reader types them: `calico ipip`."""
+        return f"{self.plugin} {self.mode}".strip()
+
+
+def _approach(result: Walk, overhead: int, pod_ip: IPv4Address) -> str:
+    """Cloud when the fabric answered ARP for the pod address, Overlay when the packet was
+    encapsulated, L2 when the source pod ARPed for the destination pod itself, else Route."""
+    if any(h.device == "fabric" and f"who-has {pod_ip}:" in h.event for h in result.hops):
+        return "Cloud"
+    if overhead:
+        return "Overlay"
+    if any(h.namespace == result.source and f"ARP who-has {pod_ip} tell" in h.event for h in result.hops):
+        return "L2"
+    return "Route"
+
+
+def _pods_on_wire(result: Walk, pod_ip: IPv4Address) -> bool:
+    from scapy.layers.inet import IP
+
+    uplinks = {port for seg in result.node_after.segments for port in seg.ports}
+    return any(
+        (h.namespace, h.device) in uplinks and h.frame is not None and IP in h.frame and h.frame[IP].dst == str(pod_ip)
+        for h in result.hops
+    )
+
+
+@lru_cache(maxsize=32)
+def profile(plugin: str, mode: str | None = None) -> Profile:
+    """Walk a ping pod-a → pod-b (one subnet) and pod-a → pod-c (across subnets) and read off the
+    approach, the overhead, whether pod addresses cross the underlay, whether the nodes must be
+    layer-2 adjacent (the kernel refused a route to a node on another subnet), and whether the
+    underlay must know pod addresses (the router, which has no pod routes, dropped the packet
+    although every route was accepted; or the fabric answered ARP for a pod)."""
+    mode = check_choice(plugin, mode, "two-nodes")
+    near_cluster, far_cluster = cluster(plugin, mode, "two-nodes"), cluster(plugin, mode, "two-subnets")
+    near, far = walk(near_cluster, "pod-a", "pod-b"), walk(far_cluster, "pod-a", "pod-c")
+    pod_b, pod_c = near_cluster.pod_ip("pod-b"), far_cluster.pod_ip("pod-c")
+    overhead = overhead_of(near)
+    approach = _approach(near, overhead, pod_b)
+    far_overhead = overhead_of(far) if far.delivered else None
+    stopped = any(h.namespace == ROUTER and f"no route to {pod_c}" in h.event for h in far.hops)
+    return Profile(
+        plugin, mode, approach,
+        _approach(far, far_overhead, pod_c) if far.delivered else None,
+        overhead, far_overhead, near_cluster.pod_mtu,
+        pod_addresses_on_underlay=_pods_on_wire(near, pod_b),
+        pod_addresses_on_underlay_across=_pods_on_wire(far, pod_c) if far.delivered else None,
+        needs_l2_adjacency=bool(far_cluster.refused),
+        underlay_knows_pods=(stopped and not far_cluster.refused) or approach == "Cloud",
+        across_subnets=far.delivered,
+    )
+
+
+def same_node_profile() -> Profile:
+    """The notes' L2 example, pod to pod on the same node (the bridge of :func:`pod_network.build_node`):
+    the source pod ARPs for the destination pod itself and nothing reaches the underlay."""
+    from labsupport.pod_network import build_node
+
+    node = build_node(pods=2)
+    result = _walk(node, "pod-a", "pod-b")
+    pod_b = node.pod_ip("pod-b")
+    arps = any(h.namespace == "pod-a" and f"ARP who-has {pod_b} tell" in h.event for h in result.hops)
+    left = any(h.event.startswith("leaves the node") for h in result.hops)
+    return Profile(
+        "bridge", "(one node)", "L2" if arps and result.delivered else "Route", None, 0, None,
+        node.host.links["cni0"].mtu, pod_addresses_on_underlay=left, pod_addresses_on_underlay_across=None,
+        needs_l2_adjacency=False, underlay_knows_pods=False, across_subnets=None,
+    )
+
+
+def comparison() -> list[Profile]:
+    """Every plugin and mode's :class:`Profile`, after the same-node bridge."""
+    return [same_node_profile()] + [profile(plugin, mode) for plugin, modes in PLUGINS.items() for mode in modes]
+
+
+def comparison_table() -> str:
+    """The notes' L2 / Route / Overlay / Cloud table, each cell computed from :func:`comparison`:
+    which models fall in each approach (a CrossSubnet mode in two, by where its walks went), the
+    encapsulation overheads and pod MTUs measured, and the yes/no rows read from the walks."""
+    columns: dict[str, list[dict]] = {a: [] for a in APPROACHES}
+    for p in comparison():
+        common = {"mtu": p.pod_mtu, "l2": p.needs_l2_adjacency, "knows": p.underlay_knows_pods,
+                  "across": p.across_subnets}
+        columns[p.approach].append(
+            {"name": p.label, "overhead": p.overhead, "on_wire": p.pod_addresses_on_underlay, **common})
+        if p.approach_across not in (None, p.approach):
+            columns[p.approach_across].append({"name": f"{p.label} (across subnets)", "overhead": p.overhead_across,
+                                               "on_wire": p.pod_addresses_on_underlay_across, **common})
+
+    def values(approach: str, key: str) -> str:
+        got = sorted({e[key] for e in columns[approach]})
+        return ", ".join(map(str, got)) or "–"
+
+    def yes_no(approach: str, key: str) -> str:
+        answers: dict[str, list[str]] = {}
+        for e in columns[approach]:
+            if e[key] is not None:
+                answers.setdefault("yes" if e[key] else "no", []).append(e["name"])
+        if len(answers) <= 1:
+            return next(iter(answers), "–")
+        return "; ".join(f"{word}: {', '.join(names)}" for word, names in sorted(answers.items(), reverse=True))
+
+    rows = [
+        ("Ex. (these models)", lambda a: "<br>".join(e["name"] for e in columns[a]) or "–"),
+        ("encapsulation overhead (bytes)", lambda a: values(a, "overhead")),
+        ("pod MTU on a 1500-byte underlay", lambda a: values(a, "mtu")),
+        ("pod addresses on the underlay", lambda a: yes_no(a, "on_wire")),
+        ("nodes must be layer-2 adjacent", lambda a: yes_no(a, "l2")),
+        ("underlay must know pod addresses", lambda a: yes_no(a, "knows")),
+        ("pod-a reaches pod-c on another subnet", lambda a: yes_no(a, "across")),
+    ]
+    lines = ["|  | " + " | ".join(APPROACHES) + " |", "| --- |" + " --- |" * len(APPROACHES)]
+    lines += [f"| {title} | " + " | ".join(cell(a) for a in APPROACHES) + " |" for title, cell in rows]
+    return "\n".join(lines)
