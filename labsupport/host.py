@@ -9,6 +9,7 @@ raises :class:`~labsupport.errors.LabInputError` naming the field.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -65,6 +66,9 @@ class Vxlan:
         words += ["ttl", "auto", "ageing", "300", "udpcsum", "noudp6zerocsumtx", "noudp6zerocsumrx"]
         return " ".join(words)
 
+    def __deepcopy__(self, memo: dict) -> Vxlan:
+        return self  # immutable
+
 
 @dataclass
 class Link:
@@ -103,6 +107,11 @@ class Link:
         netns = f" link-netns {self.peer[0]}" if self.peer and self.peer[0] != namespace else ""
         return f"link/ether {self.mac} brd ff:ff:ff:ff:ff:ff{netns}"
 
+    def __deepcopy__(self, memo: dict) -> Link:
+        twin = copy.copy(self)  # every field is immutable but the list of (immutable) addresses
+        twin.addresses = list(self.addresses)
+        return twin
+
     def primary(self, iface: IPv4Interface) -> IPv4Interface:
         """The primary address of iface's prefix on this device: iface itself, unless an earlier address
         has the same prefix, which makes iface a secondary (`ip addr` says `secondary`)."""
@@ -121,6 +130,9 @@ class Neighbour:
     def __str__(self) -> str:
         return f"{self.ip} dev {self.dev} lladdr {self.mac} {self.state}"
 
+    def __deepcopy__(self, memo: dict) -> Neighbour:
+        return self  # immutable
+
 
 @dataclass(frozen=True)
 class FdbEntry:
@@ -136,6 +148,9 @@ class FdbEntry:
     def __str__(self) -> str:
         where = f"dst {self.dst} self" if self.dst is not None else f"master {self.bridge}"
         return f"{self.mac} dev {self.port} {where}" + (" permanent" if self.permanent else "")
+
+    def __deepcopy__(self, memo: dict) -> FdbEntry:
+        return self  # immutable
 
 
 @dataclass
@@ -382,12 +397,12 @@ class Namespace:
                 if link.kind == "loopback" and primary == iface:
                     table.routes.append(Route(iface.network, "lo", proto="kernel", scope="host", src=iface.ip, kind="local"))
                 table.routes.append(
-                    Route(IPv4Network(f"{iface.ip}/32"), link.name, proto="kernel", scope="host", src=primary.ip, kind="local")
+                    Route(IPv4Network((int(iface.ip), 32)), link.name, proto="kernel", scope="host", src=primary.ip, kind="local")
                 )
                 if iface.network.prefixlen < 31 and primary == iface:
                     table.routes.append(
                         Route(
-                            IPv4Network(f"{iface.network.broadcast_address}/32"),
+                            IPv4Network((int(iface.network.broadcast_address), 32)),
                             link.name, proto="kernel", scope="link", src=iface.ip, kind="broadcast",
                         )
                     )

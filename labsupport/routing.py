@@ -79,6 +79,9 @@ class Route:
         out["flags"] = ["onlink"] if self.onlink else []
         return out
 
+    def __deepcopy__(self, memo: dict) -> Route:
+        return self  # immutable: a copied namespace can share it
+
 
 @dataclass
 class RoutingTable:
@@ -103,6 +106,9 @@ class RoutingTable:
                 )
         self.routes.append(route)
         return route
+
+    def __deepcopy__(self, memo: dict) -> RoutingTable:
+        return RoutingTable(self.id, self.name, list(self.routes))  # the routes are immutable
 
     def lookup(self, dst: IPv4Address) -> Route | None:
         """The route the kernel picks for dst in this table, or None when none matches."""
@@ -177,6 +183,9 @@ class Rule:
             words += ["iif", self.iif]
         words += ["lookup", self.table]
         return f"{self.priority}:\t" + " ".join(words)
+
+    def __deepcopy__(self, memo: dict) -> Rule:
+        return self  # immutable: a copied namespace can share it
 
     def to_json(self, table_ids: dict[str, int]) -> dict:
         """The rule as `ip -j rule list` prints it (tables without a known name by number)."""
