@@ -640,8 +640,9 @@ class Engine:
             self.record(ns_name, route.dev, f"{route.dev} has no remote and the route no gateway: dropped")
             return
         local = ns.source_for(ns.route_get(route.via).route)
-        # `ttl inherit`: the outer header copies the inner TTL.
-        outer = tunneling.ipip_packet(packet, str(local), str(route.via), ttl=packet.ttl)
+        # `ttl inherit`: the outer header copies the inner TTL; with `nopmtudisc` the outer DF bit is the
+        # inner one (ip_tunnel_xmit: df = tnl_params->frag_off | inner DF).
+        outer = tunneling.ipip_packet(packet, str(local), str(route.via), ttl=packet.ttl, df=bool(int(packet.flags) & 2))
         self.record(ns_name, route.dev, f"encapsulates in IPIP (protocol 4), {local} → {route.via}")
         self.send_ip(ns_name, outer)
 
