@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface
 import pytest
 
 from labsupport.errors import LabInputError
-from labsupport.host import FdbEntry, Namespace
+from labsupport.host import FdbEntry, Namespace, namespace_from_ip_json
 
 
 def pod_a() -> Namespace:
@@ -503,3 +503,126 @@ def test_source_for_a_route():
     # a device without an address (a veth on the node): the kernel picks another global address
     veth_route = ns.add_route("10.0.97.30", dev="veth5d21d917")
     assert ns.source_for(veth_route) == IPv4Address("192.168.56.10")
+
+
+
+# --- vxlan devices, their FDB, onlink and blackhole routes (checked on Linux 6.18, iproute2 6.1) -----
+
+
+def vtep_node() -> Namespace:
+    """node-1 with a flannel-style VTEP: `ip link add flannel.1 type vxlan id 1 local 192.168.56.10
+    dev eth0 dstport 8472 nolearning`, its /32, one onlink route, one permanent neighbour, one FDB entry."""
+    ns = Namespace("node-1", role="node", forwarding=True)
+    ns.add_link("eth0", "ether", "02:00:00:00:01:01")
+    ns.add_address("eth0", "192.168.56.10/24")
+    ns.add_vxlan("flannel.1", vni=1, dstport=8472, mac="0e:00:00:00:01:00", local="192.168.56.10", dev="eth0",
+                 learning=False, mtu=1450)
+    ns.add_address("flannel.1", "10.244.1.0/32")
+    ns.add_route("10.244.2.0/24", via="10.244.2.0", dev="flannel.1", onlink=True)
+    ns.add_neighbour("10.244.2.0", "0e:00:00:00:02:00", "flannel.1")
+    ns.add_fdb("0e:00:00:00:02:00", "flannel.1", dst="192.168.56.11")
+    return ns
+
+
+def test_vxlan_device_in_ip_d_link_and_ip_addr():
+    ns = vtep_node()
+    lines = ns.ip_link_details().splitlines()
+    assert lines[4:7] == [
+        "3: flannel.1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000",
+        "    link/ether 0e:00:00:00:01:00 brd ff:ff:ff:ff:ff:ff",
+        ("    vxlan id 1 local 192.168.56.10 dev eth0 srcport 0 0 dstport 8472 nolearning ttl auto ageing 300 udpcsum"
+        " noudp6zerocsumtx noudp6zerocsumrx"),
+    ]
+    addr = ns.ip_addr().splitlines()
+    assert "3: flannel.1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UNKNOWN group default qlen 1000" in addr
+    assert "    inet 10.244.1.0/32 scope global flannel.1" in addr
+
+
+def test_vxlan_tables_print_like_the_kernel():
+    ns = vtep_node()
+    assert ns.ip_route() == (
+        "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink\n"
+        "192.168.56.0/24 dev eth0 proto kernel scope link src 192.168.56.10"
+    )
+    assert ns.ip_neigh() == "10.244.2.0 dev flannel.1 lladdr 0e:00:00:00:02:00 PERMANENT"
+    assert ns.bridge_fdb() == "0e:00:00:00:02:00 dev flannel.1 dst 192.168.56.11 self permanent"
+
+
+def test_external_and_learning_vxlan_kind_lines():
+    ns = Namespace("n")
+    ns.add_link("eth0", "ether", "02:00:00:00:01:01")
+    ns.add_vxlan("cilium_vxlan", vni=0, dstport=8472, mac="02:00:00:00:01:02", learning=False, external=True)
+    ns.add_vxlan("vxlan-6784", vni=42, dstport=6784, mac="02:00:00:00:01:03")
+    assert ns.links["cilium_vxlan"].vxlan.details() == (
+        "vxlan external id 0 srcport 0 0 dstport 8472 nolearning ttl auto ageing 300 udpcsum noudp6zerocsumtx noudp6zerocsumrx")
+    assert ns.links["vxlan-6784"].vxlan.details() == (
+        "vxlan id 42 srcport 0 0 dstport 6784 ttl auto ageing 300 udpcsum noudp6zerocsumtx noudp6zerocsumrx")
+
+
+def test_a_gateway_off_the_link_needs_onlink():
+    ns = vtep_node()
+    with pytest.raises(LabInputError) as excinfo:
+        ns.add_route("10.244.3.0/24", via="192.168.57.10", dev="eth0")
+    assert excinfo.value.field == "route.via" and "Nexthop has invalid gateway" in excinfo.value.allowed
+    ns.add_route("10.244.3.0/24", via="192.168.57.10", dev="eth0", onlink=True)
+    with pytest.raises(LabInputError) as excinfo:
+        ns.add_route("10.244.4.0/24", dev="eth0", onlink=True)
+    assert excinfo.value.field == "route.onlink"
+
+
+def test_blackhole_route_and_bad_route_type():
+    ns = vtep_node()
+    ns.add_route("10.244.1.0/26", kind="blackhole", proto="bird")
+    assert ns.ip_route().splitlines()[0] == "blackhole 10.244.1.0/26 proto bird"
+    assert ns.route_get("10.244.1.9").route.kind == "blackhole"
+    with pytest.raises(LabInputError) as excinfo:
+        ns.add_route("10.244.9.0/24", dev="eth0", kind="prohibit")
+    assert excinfo.value.field == "route.type"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"vni": 2**24}, "vxlan.vni"),
+        ({"vni": -1}, "vxlan.vni"),
+        ({"dstport": 0}, "vxlan.dstport"),
+        ({"dev": "eth9"}, "vxlan.dev"),
+        ({"local": "192.168.56"}, "vxlan.local"),
+    ],
+)
+def test_add_vxlan_bad_input(kwargs, field):
+    ns = Namespace("n")
+    ns.add_link("eth0", "ether", "02:00:00:00:01:01")
+    args = {"name": "vx0", "vni": 1, "dstport": 4789, "mac": "02:00:00:00:01:02", **kwargs}
+    with pytest.raises(LabInputError) as excinfo:
+        ns.add_vxlan(**args)
+    assert excinfo.value.field == field
+    assert "vx0" not in ns.links
+
+
+def test_add_fdb_needs_a_vxlan_device():
+    ns = vtep_node()
+    with pytest.raises(LabInputError) as excinfo:
+        ns.add_fdb("0e:00:00:00:03:00", "eth0", dst="192.168.57.10")
+    assert excinfo.value.field == "fdb.dev"
+
+
+def test_proxy_arp_and_ipip_flags():
+    ns = Namespace("n")
+    tunl = ns.add_link("tunl0", "ipip", "00:00:00:00:00:00", mtu=1480)
+    assert (tunl.flags(), tunl.state(), tunl.link_line("n")) == ("NOARP,UP,LOWER_UP", "UNKNOWN", "link/ipip 0.0.0.0 brd 0.0.0.0")
+    assert ns.add_link("cali0", "veth", "ee:ee:ee:ee:ee:ee").proxy_arp is False
+
+
+def test_namespace_from_ip_j_d_addr_keeps_vxlan_settings_and_onlink():
+    addrs = [
+        {"ifindex": 1, "ifname": "lo", "link_type": "loopback", "mtu": 65536, "address": "00:00:00:00:00:00"},
+        {"ifindex": 3, "ifname": "flannel.1", "mtu": 1450, "address": "0e:00:00:00:01:00",
+         "linkinfo": {"info_kind": "vxlan", "info_data": {"id": 1, "local": "192.168.56.10", "link": "eth0",
+                                                           "port": 8472, "learning": False}},
+         "addr_info": [{"family": "inet", "local": "10.244.1.0", "prefixlen": 32}]},
+    ]
+    routes = [{"dst": "10.244.2.0/24", "gateway": "10.244.2.0", "dev": "flannel.1", "flags": ["onlink"]}]
+    ns = namespace_from_ip_json("node-1", addrs, routes)
+    assert ns.links["flannel.1"].vxlan.details().startswith("vxlan id 1 local 192.168.56.10 dev eth0 srcport 0 0 dstport 8472 nolearning")
+    assert ns.ip_route() == "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"

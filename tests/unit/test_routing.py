@@ -92,8 +92,8 @@ def test_route_json_uses_ip_j_field_names():
 
 
 def test_table_shows_routes_in_the_kernels_dump_order():
-    # Confirmed with iproute2 6.1: the dump walks the trie by address, shorter prefixes first,
-    # and at one prefix the lower metric first, whatever order the routes were added in.
+    # Confirmed with iproute2 6.1: the dump walks the trie by address, and at one prefix the lower
+    # metric first, whatever order the routes were added in.
     table = RoutingTable(MAIN_TABLE)
     table.add(Route(net("10.244.1.0/24"), "eth0", proto="kernel", scope="link", src=ip("10.244.1.2")))
     table.add(Route(net("10.60.0.0/16"), "eth0", scope="link", metric=100))
@@ -366,3 +366,43 @@ def test_resolve_is_the_first_rule_whose_table_has_a_match(dst_int, src):
             break
     else:
         assert decision is None
+
+
+def test_at_one_address_the_longer_prefix_is_dumped_first():
+    # Confirmed with iproute2 6.1 on Linux 6.18: `0.0.0.0/1` printed before `default`, and
+    # 10.244.5.0/25, /24, /24 metric 5 in that order, whatever order they were added in.
+    table = RoutingTable(MAIN_TABLE)
+    table.add(Route(DEFAULT_ROUTE, "eth0", via=ip("192.168.56.1")))
+    table.add(Route(net("0.0.0.0/1"), "eth0", via=ip("192.168.56.1")))
+    table.add(Route(net("10.244.5.0/24"), "eth0", scope="link", metric=5))
+    table.add(Route(net("10.244.5.0/24"), "eth0", scope="link"))
+    table.add(Route(net("10.244.5.0/25"), "eth0", scope="link"))
+    assert table.show().splitlines() == [
+        "0.0.0.0/1 via 192.168.56.1 dev eth0",
+        "default via 192.168.56.1 dev eth0",
+        "10.244.5.0/25 dev eth0 scope link",
+        "10.244.5.0/24 dev eth0 scope link",
+        "10.244.5.0/24 dev eth0 scope link metric 5",
+    ]
+
+
+def test_onlink_and_blackhole_routes_print_like_ip_route():
+    # Printed by iproute2 6.1 (without its trailing space) and `ip -j route` for the same routes.
+    onlink = Route(net("10.244.2.0/24"), "flannel.1", via=ip("10.244.2.0"), onlink=True)
+    assert str(onlink) == "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"
+    assert onlink.to_json() == {"dst": "10.244.2.0/24", "gateway": "10.244.2.0", "dev": "flannel.1", "flags": ["onlink"]}
+    bird = Route(net("10.244.2.64/26"), "vxlan.calico", via=ip("192.168.56.11"), proto="bird", onlink=True)
+    assert str(bird) == "10.244.2.64/26 via 192.168.56.11 dev vxlan.calico proto bird onlink"
+    blackhole = Route(net("10.244.1.0/26"), "", proto="bird", kind="blackhole")
+    assert str(blackhole) == "blackhole 10.244.1.0/26 proto bird"
+    assert blackhole.to_json() == {"type": "blackhole", "dst": "10.244.1.0/26", "protocol": "bird", "flags": []}
+
+
+def test_a_copied_table_is_a_new_table_sharing_its_routes():
+    import copy
+
+    table = RoutingTable(MAIN_TABLE)
+    route = table.add(Route(DEFAULT_ROUTE, "eth0", via=ip("192.168.56.1")))
+    twin = copy.deepcopy(table)
+    twin.add(Route(net("10.0.0.0/8"), "eth0"))
+    assert table.routes == [route] and twin.routes[0] is route
