@@ -277,7 +277,7 @@ class Walk:
     source: str
     destination: str
     hops: list[Hop]
-    node_after: Node
+    node_after: Node  # for a walk across nodes, the cni.Cluster after it (it has `namespaces` too)
     delivered: bool
     replied: bool
 
@@ -632,8 +632,6 @@ class Engine:
 
     def ipip_transmit(self, ns_name: str, route, packet) -> None:
         """What `tunl0` (ipip, remote any) does: the outer destination is the route's gateway."""
-        from labsupport import tunneling
-
         ns = self.namespaces[ns_name]
         self.record(ns_name, route.dev, f"sends {_describe(packet)} into {route.dev}", packet)
         if route.via is None:
@@ -642,7 +640,7 @@ class Engine:
         local = ns.source_for(ns.route_get(route.via).route)
         # `ttl inherit`: the outer header copies the inner TTL; with `nopmtudisc` the outer DF bit is the
         # inner one (ip_tunnel_xmit: df = tnl_params->frag_off | inner DF).
-        outer = tunneling.ipip_packet(packet, str(local), str(route.via), ttl=packet.ttl, df=bool(int(packet.flags) & 2))
+        outer = _ipip_outer(bytes(packet), str(local), str(route.via), packet.ttl, bool(int(packet.flags) & 2))
         self.record(ns_name, route.dev, f"encapsulates in IPIP (protocol 4), {local} → {route.via}")
         self.send_ip(ns_name, outer)
 
@@ -701,6 +699,16 @@ def _vxlan_outer(frame: bytes, local: str, remote: str, vni: int, dstport: int):
     from labsupport import overlay
 
     return overlay.vxlan_packet(Ether(frame), local, remote, vni=vni, dstport=dstport)
+
+
+@lru_cache(maxsize=256)
+def _ipip_outer(packet: bytes, local: str, remote: str, ttl: int, df: bool):
+    """tunneling.ipip_packet for a packet given as bytes, remembered like :func:`_vxlan_outer`."""
+    from scapy.layers.inet import IP
+
+    from labsupport import tunneling
+
+    return tunneling.ipip_packet(IP(packet), local, remote, ttl=ttl, df=df)
 
 
 def _describe(packet) -> str:
