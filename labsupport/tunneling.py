@@ -65,7 +65,9 @@ def ipip_packet(inner_ip, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, d
     """An IPv4 packet inside IPv4, protocol 4 (RFC 2003), as `ip link add tunl1 type ipip` sends it.
 
     The inner packet is unchanged; the outer header adds 20 bytes. IPIP carries IPv4 only: an IPv6
-    inner packet is refused (that is SIT's job, or GRE's). The outer header: TTL ttl (the device's
+    inner packet is refused (that is SIT's job, or GRE's). The notes say "IPv4 unicast only"; the
+    header itself can hold any IPv4 packet, multicast included, so the model refuses only what it
+    cannot describe. The outer header: TTL ttl (the device's
     default `ttl inherit` copies the inner TTL, 64 for a pod's packet), TOS 0, and DF set, because
     Linux tunnel devices default to `pmtudisc` (path MTU discovery); df=False is `nopmtudisc`.
     """
@@ -271,7 +273,8 @@ def overhead(name: str, underlay: str = "ipv4", key: bool = False, seq: bool = F
 
 
 CARRIES = {
-    "ipip": "IPv4 packets (protocol 4); not IPv6, not Ethernet frames",
+    "ipip": "IPv4 packets (protocol 4); not IPv6, not Ethernet frames (the notes say unicast only; "
+            "RFC 2003's header would hold a multicast packet too)",
     "sit": "IPv6 packets over IPv4 (protocol 41); not IPv4, not Ethernet frames",
     "gre": "IPv4 and IPv6 packets, unicast and multicast (the protocol type names the inner protocol)",
     "gretap": "whole Ethernet frames (protocol type 0x6558): ARP, broadcast, multicast, any EtherType",
