@@ -562,7 +562,7 @@ class Namespace:
                     "mtu": lk.mtu,
                     "master": lk.master,
                     "inet": sorted(a.with_prefixlen for a in lk.addresses),
-                    "inet6": [] if lk.kind == "loopback" else [ipv6_link_local(lk.mac).with_prefixlen],
+                    "inet6": [] if lk.kind in ("loopback", "ipip") else [ipv6_link_local(lk.mac).with_prefixlen],
                 }
                 for lk in self.links.values()
             },
