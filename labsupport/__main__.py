@@ -15,6 +15,7 @@
     python -m labsupport netfilter conntrack --rules FILE --addrs FILE --routes FILE --packet SPEC [--packet SPEC]…
     python -m labsupport encap {vxlan|ipip|gre|sit|geneve} --outer-src IP --outer-dst IP --inner-src IP --inner-dst IP
                                [--vni N] [--key N] [--seq N] [--payload icmp|udp:PORT|tcp:PORT] [--pcap FILE]
+    python -m labsupport cni routes --plugin NAME [--mode MODE] --node NAME [--topology two-nodes|two-subnets]
 
 `route get` reads a real host's `ip -j -d addr`, `ip -4 -j route show table all` and `ip -j rule`
 and answers like `ip route get`, naming the rule and table that decided. `pki` makes a CA with a
@@ -27,7 +28,9 @@ TRACE lines and the outcome; `conntrack` replays packets in order and prints `co
 (the host's `ip -j rule` can be given with --ip-rules; --no-forwarding for net.ipv4.ip_forward=0). `encap`
 wraps a pod's packet (a ping, or UDP/TCP to PORT) in a tunnel as Linux sends it and prints its layers, every
 byte labelled with its header and field, and the overhead with the pod MTU it leaves; --pcap writes the
-frame for Wireshark. Bad input prints one line naming the field, the value
+frame for Wireshark. `cni routes` prints one node's `ip route`, `bridge fdb show` and `ip neigh` as a
+CNI plugin (flannel, calico, weave, cilium, aws-vpc-cni) in a mode leaves them, after any command the kernel
+refused. Bad input prints one line naming the field, the value
 and what is allowed, and exits with status 2.
 """
 
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     _pki_args(topics)
     _netfilter_args(topics)
     _encap_args(topics)
+    _cni_args(topics)
 
     args = parser.parse_args(argv)
     try:
@@ -343,11 +347,25 @@ def _encap(args: argparse.Namespace) -> str:
     return text
 
 
+def _cni_args(topics) -> None:
+    cni = topics.add_parser("cni", help="what a CNI plugin sets up on each node of a small cluster")
+    commands = cni.add_subparsers(dest="command", required=True)
+    routes = commands.add_parser("routes", help="a node's ip route, bridge fdb and ip neigh")
+    routes.add_argument("--plugin", required=True, help="flannel, calico, weave, cilium or aws-vpc-cni")
+    routes.add_argument("--mode", help="the plugin's mode (default: its first, e.g. vxlan for flannel)")
+    routes.add_argument("--node", required=True, help="node-1, node-2 (and node-3 with --topology two-subnets)")
+    routes.add_argument("--topology", default="two-nodes", help="two-nodes (default) or two-subnets")
+
+
 def _run(args: argparse.Namespace):
     from labsupport import pod_network as pn
 
     if args.topic == "encap":
         return _encap(args)
+    if args.topic == "cni":
+        from labsupport import cni
+
+        return cni.routes_text(args.plugin, args.mode, args.node, args.topology)
     if args.topic == "pki":
         return _pki(args)
     if args.topic == "netfilter":

@@ -96,8 +96,10 @@ def flow_source_port(inner_frame) -> int:
     `((u64) hash * (max - min)) >> 32) + min`. The kernel's hash is keyed with a random seed chosen
     at boot, so the real port differs from machine to machine and boot to boot; this model uses
     SHA-256 of the same fields instead, so one flow always gets the same port here and different
-    flows (usually) different ones, which is what ECMP in the underlay relies on. RFC 7348 suggests
-    49152–65535; Linux uses its local port range.
+    flows (usually) different ones, which is what ECMP in the underlay relies on. Like the kernel's
+    (`__flow_hash_consistentify()` puts the lower address, then the lower port, first), the hash is
+    symmetric: a request and its reply leave with the same source port, as the kernel twin saw.
+    RFC 7348 suggests 49152–65535; Linux uses its local port range.
     """
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
@@ -106,12 +108,14 @@ def flow_source_port(inner_frame) -> int:
     if IP in frame or IPv6 in frame:
         l3 = frame[IP] if IP in frame else frame[IPv6]
         proto = l3.proto if IP in frame else l3.nh
-        parts = [str(l3.src), str(l3.dst), str(proto)]
         l4 = next((frame[layer] for layer in (TCP, UDP) if layer in frame), None)
-        if l4 is not None:
-            parts += [str(l4.sport), str(l4.dport)]
+        ends = sorted(
+            (ip_address(address), port)
+            for address, port in ((l3.src, l4.sport if l4 else 0), (l3.dst, l4.dport if l4 else 0))
+        )
+        parts = [str(proto)] + [f"{address} {port}" for address, port in ends]
     else:
-        parts = [frame.src, frame.dst, str(frame.type)]
+        parts = sorted([frame.src, frame.dst]) + [str(frame.type)]
     digest = int.from_bytes(hashlib.sha256("|".join(parts).encode()).digest()[:4], "big")
     digest ^= (digest << 16) & 0xFFFFFFFF
     low, high = LOCAL_PORT_RANGE

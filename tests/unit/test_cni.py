@@ -399,3 +399,41 @@ def test_calico_ipip_outer_df_is_the_inner_one():
     result = cni.walk(cni.cluster("calico", "ipip"), "pod-a", "pod-b")
     outer = {f[ICMP].type: int(f[IP].flags) for f in result.frames("node-1", "eth0") if IP in f and f[IP].proto == 4}
     assert outer == {8: 2, 0: 0}  # ping sets DF on its request; the kernel's echo reply does not
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_cni_routes_prints_what_routes_text_prints(capsys) -> None:
+    from labsupport.__main__ import main
+
+    assert main(["cni", "routes", "--plugin", "calico", "--mode", "ipip", "--node", "node-2"]) == 0
+    assert capsys.readouterr().out.rstrip("\n") == cni.routes_text("calico", "ipip", "node-2")
+
+
+def test_cli_cni_routes_shows_the_refused_host_gw_route_across_subnets(capsys) -> None:
+    from labsupport.__main__ import main
+
+    argv = ["cni", "routes", "--plugin", "flannel", "--mode", "host-gw", "--node", "node-1",
+            "--topology", "two-subnets"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "$ ip route add 10.244.3.0/24 via 192.168.57.10 dev eth0\nError: Nexthop has invalid gateway." in out
+    assert "10.244.3.0/24" not in out.split("$ ip route\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--plugin", "flanel", "--node", "node-1"], "plugin"),
+        (["--plugin", "flannel", "--mode", "udp", "--node", "node-1"], "mode"),
+        (["--plugin", "flannel", "--node", "node-3"], "node"),
+        (["--plugin", "flannel", "--node", "node-1", "--topology", "mesh"], "topology"),
+    ],
+)
+def test_cli_cni_bad_input_is_one_line_and_status_2(argv, field, capsys) -> None:
+    from labsupport.__main__ import main
+
+    assert main(["cni", "routes", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {field}: ")

@@ -210,3 +210,18 @@ def test_fdb_add_twice_needs_append() -> None:
     assert vtep.lookup("ff:ff:ff:ff:ff:ff") == [IPv4Address("192.168.56.12"), IPv4Address("192.168.56.11")]
     with pytest.raises(LabInputError, match="vni"):
         overlay.Vtep("vx", 2**24, "192.168.56.10", "0a:00:00:00:00:01")
+
+
+def test_a_request_and_its_reply_leave_with_the_same_source_port() -> None:
+    """The kernel twin saw one UDP source port both ways (the kernel's flow hash is symmetric)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.l2 import Ether
+
+    request = Ether() / IP(src="10.244.1.2", dst="10.244.2.2") / UDP(sport=40000, dport=53)
+    reply = Ether() / IP(src="10.244.2.2", dst="10.244.1.2") / UDP(sport=53, dport=40000)
+    other = Ether() / IP(src="10.244.1.2", dst="10.244.2.2") / UDP(sport=40001, dport=53)
+    assert overlay.flow_source_port(request) == overlay.flow_source_port(reply)
+    assert overlay.flow_source_port(request) != overlay.flow_source_port(other)
+    ping = Ether() / IP(src="10.244.1.2", dst="10.244.2.2") / ICMP(type=8)
+    pong = Ether() / IP(src="10.244.2.2", dst="10.244.1.2") / ICMP(type=0)
+    assert overlay.flow_source_port(ping) == overlay.flow_source_port(pong)
