@@ -102,6 +102,28 @@ def bench_widgets(repeat: int = 25) -> list[str]:
     names = iter(list(nat.SCENARIOS) * repeat)
     lines.append(_line("nat 'NAT recipes': recipe (precomputed)",
                        _timings(lambda: recipes.set(name=next(names)), repeat), goal=0.05))
+    from labsupport.views import overlay as overlay_views
+    from labsupport.views import tunneling as tunneling_views
+
+    vxlan_ui = overlay_views.vxlan_builder()
+    picks = iter([{"underlay": u, "payload": p} for _ in range(repeat) for u in ("ipv4", "ipv6")
+                  for p in ("icmp", "udp:8080", "tcp:443")])
+    lines.append(_line("overlay 'Build a VXLAN packet': underlay/payload (precomputed)",
+                       _timings(lambda: vxlan_ui.set(**next(picks)), repeat), goal=0.05))
+    vnis = iter(["4096", "16777215", "1", "70000"] * repeat)
+    lines.append(_line("overlay 'Build a VXLAN packet': VNI typed (live re-render)",
+                       _timings(lambda: vxlan_ui.set(vni=next(vnis)), repeat), goal=0.05))
+    mtus = iter(["9001", "1400", "1500", "100"] * repeat)
+    lines.append(_line("overlay 'Build a VXLAN packet': underlay MTU typed (live, incl. an error)",
+                       _timings(lambda: vxlan_ui.set(underlay_mtu=next(mtus)), repeat), goal=0.05))
+    tunnel_ui = tunneling_views.tunnel_builder()
+    tunnels = iter([{"tunnel": t, "payload": p} for _ in range(repeat) for t in tunneling_views.TUNNELS
+                    for p in ("icmp", "tcp:443")])
+    lines.append(_line("tunneling 'Build a tunnel packet': tunnel/payload (precomputed)",
+                       _timings(lambda: tunnel_ui.set(**next(tunnels)), repeat), goal=0.05))
+    ends = iter(["10.0.0.1 > 10.0.0.2", "", "192.168.57.10 > 192.168.56.10", "fd00::1 > fd00::2"] * repeat)
+    lines.append(_line("tunneling 'Build a tunnel packet': endpoints typed (live re-render)",
+                       _timings(lambda: tunnel_ui.set(endpoints=next(ends)), repeat), goal=0.05))
     question = quiz(Question("q", ("a", "b", "c"), 1, "why")).children[0]
     answers = iter([0, 1, 2] * repeat)
     lines.append(_line("pod-network quiz: answer chosen (precomputed)",
@@ -118,11 +140,26 @@ def bench_models(repeat: int = 25) -> list[str]:
         _line("build_node(pods=4)", _timings(lambda: pn.build_node(pods=4), repeat)),
         _line("walk pod-a -> pod-b (ARP, ICMP, reply)", _timings(lambda: pn.walk(node, "pod-a", "pod-b"), repeat)),
         _line("check_requirements (4 pods: 24 walks)", _timings(lambda: pn.check_requirements(node), 5)),
+        *bench_cni(repeat),
     ]
 
 
+def bench_cni(repeat: int = 25) -> list[str]:
+    """The cni model: a cross-node ping through each plugin's datapath (after one warm-up walk)."""
+    from labsupport import cni
+
+    lines = []
+    for plugin, mode in (("flannel", "vxlan"), ("calico", "ipip"), ("calico", "bgp"), ("cilium", "vxlan")):
+        built = cni.cluster(plugin, mode)
+        cni.walk(built, "pod-a", "pod-b")
+        lines.append(_line(f"cni walk pod-a -> pod-b across nodes ({plugin} {mode})",
+                           _timings(lambda built=built: cni.walk(built, "pod-a", "pod-b"), repeat)))
+    return lines
+
+
 def bench_twin(repeat: int = 5) -> list[str]:
-    """The kernel twin of a three-pod node: build, ping, read back, compare, clean up (needs root)."""
+    """The kernel twins: a three-pod node, and flannel's VXLAN across two nodes: build, ping, read back,
+    compare, clean up (needs root)."""
     from labsupport import kernel
     from labsupport import pod_network as pn
 
@@ -132,9 +169,14 @@ def bench_twin(repeat: int = 5) -> list[str]:
     node = pn.build_node(pods=3)
     reports = [kernel.run_twin(node, "pod-a", "pod-b") for _ in range(repeat)]
     agreed = sum(r.agrees for r in reports)
+    from labsupport import kernel_overlay
+
+    vxlan = [kernel_overlay.run_vxlan_twin() for _ in range(repeat)]
     return [
         _line("kernel twin run_twin(3 pods)", [r.timings["total"] for r in reports])
-        + f"   agreed {agreed}/{repeat}; last: {reports[-1].timing()}"
+        + f"   agreed {agreed}/{repeat}; last: {reports[-1].timing()}",
+        _line("kernel twin run_vxlan_twin (flannel vxlan, two nodes)", [r.timings["total"] for r in vxlan])
+        + f"   agreed {sum(r.agrees for r in vxlan)}/{repeat}; last: {vxlan[-1].timing()}",
     ]
 
 
