@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass
 
 from labsupport import cni, packets
@@ -130,8 +131,8 @@ def crossings(network: cni.Cluster, hops: list[Hop]) -> list[tuple[Hop, Hop]]:
 
 # --- the figure ------------------------------------------------------------------------------------
 
-COLUMN, ROUTER_WIDTH, GAP, MARGIN = 262, 164, 18, 12
-MAIN, SIDE = 158, 80  # widths of the path column and the side column inside a node
+COLUMN, ROUTER_WIDTH, GAP, MARGIN = 240, 150, 14, 12
+MAIN, SIDE = 146, 68  # widths of the path column and the side column inside a node
 BOX, STEP = 32, 42  # device box height, and the distance between stacked boxes
 POD_TOP, NODE_TOP = 28, 104
 
@@ -149,7 +150,7 @@ def _device_box(x: float, y: float, width: float, link, on_path: bool) -> list[s
     if on_path:
         parts.append(svg.rect(x + 1, y + 1, width - 2, BOX - 2, "none", stroke))
     small = width < MAIN
-    parts += [svg.text(x + width / 2, y + 13, title, 9.5 if small else 10.5, colour="#222", bold=on_path or not small),
+    parts += [svg.text(x + width / 2, y + 13, title, 9 if small else 10.5, colour="#222", bold=on_path or not small),
               svg.text(x + width / 2, y + 26, detail, 9, colour="#444")]
     return parts
 
@@ -159,8 +160,9 @@ def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
 
 
 def _label(x: float, y: float, value: str, size: float, colour: str, width: float, bold: bool = False) -> str:
-    """A line of text starting at x, moved left when it would run off the figure (about 0.6 em a character)."""
-    if x + 0.6 * size * len(value) > width - 4:
+    """A line of text starting at x, moved left when it would run off the figure (about 0.6 em a character,
+    0.66 in bold)."""
+    if x + (0.66 if bold else 0.6) * size * len(value) > width - 4:
         return svg.text(width - 4, y, value, size, "end", colour, bold)
     return svg.text(x, y, value, size, "start", colour, bold)
 
@@ -211,9 +213,8 @@ def draw_cluster(network: cni.Cluster, result: Walk) -> svg.Svg:
         mx = left + COLUMN - 10 - MAIN  # the path column, on the right; the side column on the left
         centre = mx + MAIN / 2
         down = name != destination_node or name == source_node
-        address = network.node(name).links["eth0"].addresses[0].ip
         body += [svg.rect(left, NODE_TOP, COLUMN, uplink_y + BOX + 10 - NODE_TOP, NODE_COLOUR, "#4a6fa5"),
-                 svg.text(left + 8, NODE_TOP + 15, f"{name} · {address}", 11, "start", "#2c3e50", bold=True)]
+                 svg.text(left + 8, NODE_TOP + 15, name, 11, "start", "#2c3e50", bold=True)]
         for pod in node.pods:
             eth0 = node.namespaces[pod].links["eth0"]
             end = pod in (SOURCE, result.destination)
@@ -276,6 +277,13 @@ def draw_cluster(network: cni.Cluster, result: Walk) -> svg.Svg:
                                              f"{result.source} → {result.destination}")
 
 
+def scrollable(figure: svg.Svg) -> str:
+    """The figure at its own size in a box that scrolls sideways when the page is narrower (a three-node
+    cluster shrunk to a narrow page would have unreadable text)."""
+    width = re.search(r'width="(\d+)"', figure.markup).group(1)
+    return f'<div style="overflow-x:auto"><div style="min-width:{width}px">{figure.markup}</div></div>'
+
+
 def _draw_router(network: cni.Cluster, left: float, uplink_y: float, underlay_y: float,
                  port_x: dict[tuple[str, str], float], path: list[tuple[str, str]]) -> list[str]:
     """The router: one port per subnet, forwarding, with no route to any pod network."""
@@ -290,7 +298,7 @@ def _draw_router(network: cni.Cluster, left: float, uplink_y: float, underlay_y:
         on_path = (cni.ROUTER, link.name) in path
         parts += [svg.rect(x, uplink_y, slot, BOX, UPLINK_COLOUR, PATH_COLOUR if on_path else "#666"),
                   svg.text(x + slot / 2, uplink_y + 13, link.name, 10, bold=True),
-                  svg.text(x + slot / 2, uplink_y + 26, str(link.addresses[0].ip), 9, colour="#444"),
+                  svg.text(x + slot / 2, uplink_y + 26, str(link.addresses[0].ip), 8.5, colour="#444"),
                   svg.line(x + slot / 2, uplink_y + BOX, x + slot / 2, underlay_y, "#555", 2)]
         port_x[(cni.ROUTER, link.name)] = x + slot / 2
     if len(links) == 2 and (cni.ROUTER, links[0].name) in path and (cni.ROUTER, links[1].name) in path:
@@ -305,7 +313,7 @@ def _draw_router(network: cni.Cluster, left: float, uplink_y: float, underlay_y:
 def hop_table(network: cni.Cluster, result: Walk) -> str:
     """The echo request at every device it crossed, as a capture there shows it: outer Ethernet and IP
     (with the TTL), what carries the pod's packet, the pod's packet itself, and the frame's length; rows
-    on the underlay are shaded. The step numbers are those of the walk's full list of steps."""
+    on the underlay are shaded. The step numbers are those of the walk's full list of steps (`Walk.table()`)."""
     ports = uplinks(network)
     number = {id(h): i for i, h in enumerate(result.hops, 1)}
     head = ("step", "where", "", "Ethernet", "IP (outer)", "carried in", "pod's packet", "bytes")
@@ -389,7 +397,9 @@ def summary_line(network: cni.Cluster, result: Walk) -> str:
 def render_comparator(plugin: tuple[str, str], topology: str, destination: str) -> list:
     """The comparator's view of one plugin and mode on one cluster: the ping's outcome and cost, commands
     the kernel refused, what the model stands in for, the cluster with the ping's way, the request at every
-    hop, and per node `ip -d link`, `ip route`, `bridge fdb` and `ip neigh`; the full walk and the capture."""
+    hop, per node `ip -d link`, `ip route`, `bridge fdb` and `ip neigh`, the request's layers on the source
+    node's uplink and the capture there. (The walk's full list of steps, ARP and reply included, is
+    `cni.walk(...).table()`: left out here, it would double what the page stores.)"""
     network = cni.cluster(*plugin, topology)
     if destination not in network.pods:
         raise LabInputError("destination", destination, f"a pod of this cluster ({', '.join(network.pods)}): "
@@ -404,11 +414,10 @@ def render_comparator(plugin: tuple[str, str], topology: str, destination: str) 
     return [
         Text(summary_line(network, result)),
         refused,
-        Html(draw_cluster(network, result).markup),
+        Html(scrollable(draw_cluster(network, result))),
         Html(hop_table(network, result)),
         Tabs({
             **{name: Text(node_views(network, name)) for name in network.nodes},
-            "every step": Text(result.table()),
             f"request on {node}/{dev}": wire,
             "pcap": Html(pcap_download(network, result)),
         }),
@@ -432,25 +441,28 @@ def comparator():
 
 
 @dataclass(frozen=True)
-class Markdown:
-    """A Markdown table a notebook renders (`_repr_markdown_`), with a short plain-text repr."""
+class Table:
+    """A table the models write in Markdown, shown by a notebook as HTML (`_repr_html_`: the book renders
+    Markdown outputs as CommonMark, which has no tables), with a short plain-text repr."""
 
-    text: str
+    markdown: str
     label: str
 
-    def _repr_markdown_(self) -> str:
-        return self.text
+    def _repr_html_(self) -> str:
+        from markdown_it import MarkdownIt  # MyST's parser, installed with jupyter-book
+
+        return MarkdownIt("commonmark", {"html": True}).enable("table").render(self.markdown)
 
     def __repr__(self) -> str:
         return f"<table: {self.label}>"
 
 
-def comparison_table() -> Markdown:
+def comparison_table() -> Table:
     """The notes' L2 / Route / Overlay / Cloud table, as :func:`labsupport.cni.comparison_table` computes it."""
-    return Markdown(cni.comparison_table(), "L2 / Route / Overlay / Cloud, from the models' walks")
+    return Table(cni.comparison_table(), "L2 / Route / Overlay / Cloud, from the models' walks")
 
 
-def mtu_table() -> Markdown:
+def mtu_table() -> Table:
     """Per plugin and mode: what wraps pod packets, the bytes a ping gained crossing the underlay (measured
     on the walks, within one subnet and across the router), and the pods' MTU on a 1500-byte underlay."""
     head = ("plugin · mode", "encapsulation", "bytes added, same subnet", "bytes added, across the router",
@@ -462,7 +474,7 @@ def mtu_table() -> Markdown:
         wrap = cni.encapsulation_of(p.plugin, p.mode)
         lines.append(f"| {p.plugin} · {p.mode} | {wrap} | {p.overhead} | {across} | {p.pod_mtu} | "
                      f"{p.pod_mtu + most} |")
-    return Markdown("\n".join(lines), "pod MTU per plugin and mode")
+    return Table("\n".join(lines), "pod MTU per plugin and mode")
 
 
 def matching_plugins(ip_route: str, node: str = "node-1", topology: str = "two-nodes") -> list[str]:

@@ -46,7 +46,7 @@ def test_comparator_renders_every_state_from_the_models(ui) -> None:
                 for name in network.nodes:
                     assert cni.routes_text(plugin, mode, name, topology) in shown
                     assert network.node(name).ip_link_details() in shown
-                assert result.table() in shown
+                assert views.hop_table(network, result) in shown
                 assert "<Tab pcap>" in shown
 
 
@@ -179,7 +179,7 @@ def test_pcap_download_decodes_back_to_the_walks_frames(plugin, mode, device) ->
 
 
 def test_mtu_table_leaves_room_for_what_each_mode_adds() -> None:
-    rows = [line.split(" | ") for line in views.mtu_table().text.splitlines()[2:]]
+    rows = [line.split(" | ") for line in views.mtu_table().markdown.splitlines()[2:]]
     assert len(rows) == len(views.PLUGIN_MODES)
     for label, wrap, near, far, mtu, total in rows:
         added = max(int(near), int(far) if far.isdigit() else 0)
@@ -197,7 +197,12 @@ def test_routes_name_the_plugin_unless_two_modes_route_alike() -> None:
         views.matching_plugins(same_subnet, node="node-3")
 
 
-def test_comparison_table_is_the_models() -> None:
+def test_tables_are_shown_as_html_tables() -> None:
     table = views.comparison_table()
-    assert table._repr_markdown_() == cni.comparison_table()
-    assert repr(table).startswith("<table: ")
+    assert table.markdown == cni.comparison_table() and repr(table).startswith("<table: ")
+    root = ET.fromstring(table._repr_html_().replace("<br>", "<br/>"))  # HTML's <br> is the one non-XML tag
+    assert [th.text for th in root.iter("th")] == [None, *cni.APPROACHES]
+    assert len(list(root.iter("tr"))) == len(cni.comparison_table().splitlines()) - 1  # the |---| line is no row
+    assert root.find("tbody/tr/td/br") is not None  # the examples of one approach, one a line
+    mtu = ET.fromstring(views.mtu_table()._repr_html_())
+    assert [td.text for td in mtu.find("tbody/tr")] == ["flannel · vxlan", "vxlan", "50", "50", "1450", "1500"]
