@@ -29,7 +29,7 @@ PLUGIN_MODES = [(f"{plugin} · {mode}", (plugin, mode)) for plugin, modes in cni
 TOPOLOGY_CHOICES = [("two nodes, one subnet", "two-nodes"), ("three nodes, two subnets", "two-subnets")]
 DESTINATION_CHOICES = [("pod-a → pod-b (on node-2)", "pod-b"), ("pod-a → pod-c (on node-3)", "pod-c")]
 
-TUNNEL_COLOUR, UPLINK_COLOUR, ROUTER_COLOUR, OFF_PATH = LAYER_COLOURS["VXLAN"], "#d9d9d9", "#ece4f5", "#9a9a9a"
+TUNNEL_COLOUR, UPLINK_COLOUR, ROUTER_COLOUR = LAYER_COLOURS["VXLAN"], "#d9d9d9", "#ece4f5"
 DEVICE_COLOURS = {"bridge": BRIDGE_COLOUR, "vxlan": TUNNEL_COLOUR, "ipip": TUNNEL_COLOUR, "veth": "#ffffff",
                   "ether": UPLINK_COLOUR}
 HOP_TABLE_CSS = (
@@ -380,16 +380,14 @@ def summary_line(network: cni.Cluster, result: Walk) -> str:
     src, dst = network.pod_ip(result.source), network.pod_ip(result.destination)
     outcome = "reply received" if result.replied else ("delivered" if result.delivered else "not delivered")
     lines = [f"{result.source} ({src}) → {result.destination} ({dst}): {outcome}."]
-    trips = crossings(network, request_hops(result))
-    for sent, received in trips:
+    for sent, received in crossings(network, request_hops(result)):
         view = wire_view(sent.frame)
         carried = "unwrapped (pod addresses on the wire)" if view.carried == "–" else f"in {view.carried}"
         lines.append(f"{sent.namespace}/{sent.device} → {received.namespace}/{received.device}: {carried}, "
                      f"{view.overhead} bytes added, {view.length} bytes on the wire.")
-    wrap = network.encapsulation
     added = cni.UNDERLAY_MTU - network.pod_mtu
     lines.append(f"Pod MTU {network.pod_mtu}: the {cni.UNDERLAY_MTU}-byte underlay minus the {added} bytes "
-                 f"{'nothing' if wrap == 'none' else wrap} adds." if added else
+                 f"{network.encapsulation} adds." if added else
                  f"Pod MTU {network.pod_mtu}: nothing is added, so pods get the underlay's {cni.UNDERLAY_MTU}.")
     return "\n".join(lines)
 
