@@ -362,6 +362,9 @@ def _calico(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
 
 WEAVE_PORT = 6783  # the router's TCP control port, and sleeve's UDP port
 WEAVE_FASTDP_PORT = WEAVE_PORT + 1  # router/fastdp.go: "We use the weave port number plus 1 for vxlan"
+# site/tasks/manage/fastdp.md in weaveworks/weave: "Weave Net defaults to 1376 bytes" (WEAVE_MTU), in either
+# mode: room for fast datapath's VXLAN plus IPsec ESP when encryption is on ("overheads of around 84-87 bytes").
+WEAVE_MTU = 1376
 WEAVE_NAME_SIZE = 6  # a peer name is a MAC-like 6 bytes (router/peer_name_mac.go)
 # router/sleeve.go: IP + UDP (28), the sender's name, per frame its source and destination peer
 # names and a 2-byte length (crypto.go NonEncryptor), then the Ethernet frame.
@@ -649,7 +652,8 @@ def encapsulation_of(plugin: str, mode: str) -> str:
 
 
 def pod_mtu_for(encapsulation: str) -> int:
-    """The pods' MTU on the 1500-byte underlay: the underlay MTU minus the encapsulation's overhead."""
+    """The largest pod MTU that fits a 1500-byte underlay: its MTU minus the encapsulation's overhead (what
+    flannel, Calico and Cilium give their pods; Weave gives :data:`WEAVE_MTU` whatever it wraps in)."""
     from labsupport import overlay
 
     if encapsulation == "none":
@@ -676,7 +680,8 @@ def cluster(plugin: str = "flannel", mode: str | None = None, topology: str = "t
 def _build(plugin: str, mode: str, topology: str) -> Cluster:
     nodes, router, segments = _underlay(topology)
     encapsulation = encapsulation_of(plugin, mode)
-    result = Cluster(plugin, mode, topology, nodes, router, segments, pod_mtu_for(encapsulation), encapsulation)
+    mtu = WEAVE_MTU if plugin == "weave" else pod_mtu_for(encapsulation)
+    result = Cluster(plugin, mode, topology, nodes, router, segments, mtu, encapsulation)
     _BUILDERS[plugin](result, _specs(topology))
     return result
 

@@ -262,6 +262,8 @@ def _describe(layer) -> str:
         return f"{layer.sprintf('%ICMP.type%')}, id {layer.id}, seq {layer.seq}"
     if kind in ("Raw", "Padding"):
         return f"{len(bytes(layer))} bytes"
+    if kind.startswith("ICMPv6Echo"):
+        return f"{'echo-request' if kind.endswith('Request') else 'echo-reply'}, id {layer.id}, seq {layer.seq}"
     summary = layer.mysummary()
     return summary if isinstance(summary, str) else ""
 

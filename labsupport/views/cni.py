@@ -385,10 +385,15 @@ def summary_line(network: cni.Cluster, result: Walk) -> str:
         carried = "unwrapped (pod addresses on the wire)" if view.carried == "–" else f"in {view.carried}"
         lines.append(f"{sent.namespace}/{sent.device} → {received.namespace}/{received.device}: {carried}, "
                      f"{view.overhead} bytes added, {view.length} bytes on the wire.")
-    added = cni.UNDERLAY_MTU - network.pod_mtu
-    lines.append(f"Pod MTU {network.pod_mtu}: the {cni.UNDERLAY_MTU}-byte underlay minus the {added} bytes "
-                 f"{network.encapsulation} adds." if added else
-                 f"Pod MTU {network.pod_mtu}: nothing is added, so pods get the underlay's {cni.UNDERLAY_MTU}.")
+    added = cni.UNDERLAY_MTU - cni.pod_mtu_for(network.encapsulation)
+    if network.plugin == "weave":
+        lines.append(f"Pod MTU {network.pod_mtu}: Weave's default (WEAVE_MTU), below the "
+                     f"{cni.UNDERLAY_MTU - added} that {network.encapsulation}'s {added} bytes would allow.")
+    elif added:
+        lines.append(f"Pod MTU {network.pod_mtu}: the {cni.UNDERLAY_MTU}-byte underlay minus the {added} bytes "
+                     f"{network.encapsulation} adds.")
+    else:
+        lines.append(f"Pod MTU {network.pod_mtu}: nothing is added, so pods get the underlay's {cni.UNDERLAY_MTU}.")
     return "\n".join(lines)
 
 
