@@ -124,6 +124,18 @@ def bench_widgets(repeat: int = 25) -> list[str]:
     ends = iter(["10.0.0.1 > 10.0.0.2", "", "192.168.57.10 > 192.168.56.10", "fd00::1 > fd00::2"] * repeat)
     lines.append(_line("tunneling 'Build a tunnel packet': endpoints typed (live re-render)",
                        _timings(lambda: tunnel_ui.set(endpoints=next(ends)), repeat), goal=0.05))
+    from labsupport.views import cni as cni_views
+
+    comparator = cni_views.comparator()
+    plugins = iter([label for _ in range(repeat) for label, _ in cni_views.PLUGIN_MODES])
+    lines.append(_line("cni 'Two nodes, one packet': plugin · mode (precomputed)",
+                       _timings(lambda: comparator.set(plugin=next(plugins)), repeat), goal=0.05))
+    clusters = iter([t for _ in range(repeat) for t in ("two-subnets", "two-nodes")])
+    lines.append(_line("cni 'Two nodes, one packet': cluster (precomputed)",
+                       _timings(lambda: comparator.set(topology=next(clusters)), repeat), goal=0.05))
+    pings = iter([d for _ in range(repeat) for d in ("pod-c", "pod-b")])
+    lines.append(_line("cni 'Two nodes, one packet': ping pod-b/pod-c (precomputed)",
+                       _timings(lambda: comparator.set(destination=next(pings)), repeat), goal=0.05))
     question = quiz(Question("q", ("a", "b", "c"), 1, "why")).children[0]
     answers = iter([0, 1, 2] * repeat)
     lines.append(_line("pod-network quiz: answer chosen (precomputed)",
