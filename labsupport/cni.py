@@ -27,15 +27,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from labsupport import tunneling
 from labsupport.addressing import ZERO_MAC, stable_mac
 from labsupport.errors import LabInputError
 from labsupport.host import Namespace
+from labsupport.overlay import LINUX_VXLAN_PORT
 from labsupport.pod_network import (
     AWS_LINK_LOCAL_GATEWAY,
     ETH_P_ARP,
     ETH_P_IP,
     Engine,
     Hook,
+    Hop,
     Node,
     Segment,
     Walk,
@@ -216,6 +219,9 @@ def _try_route(cluster: Cluster, node: str, command: str, **route) -> None:
         cluster.refused.append(Refusal(node, command, f"{words}."))
 
 
+FLANNEL_VXLAN_PORT = LINUX_VXLAN_PORT  # flannel backend/vxlan: Port 0 leaves the kernel's default, 8472
+
+
 def _flannel(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
     """flannel: the bridge `cni0` holding each node's pod gateway, and per remote node either a
     VXLAN route (vxlan backend) or a plain route via the node's address (host-gw backend)."""
@@ -227,7 +233,7 @@ def _flannel(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
             # flannel backend/vxlan: device "flannel.<VNI>", VNI 1, the kernel's default port 8472,
             # learning off, MTU = uplink MTU - 50; its address is the .0 of the node's subnet, /32.
             host.add_vxlan(
-                "flannel.1", vni=1, dstport=8472, mac=stable_mac(spec.name, "flannel.1"),
+                "flannel.1", vni=1, dstport=FLANNEL_VXLAN_PORT, mac=stable_mac(spec.name, "flannel.1"),
                 local=str(spec.ip), dev="eth0", learning=False, mtu=cluster.pod_mtu,
             )
             host.add_address("flannel.1", f"{spec.pod_address(0)}/32")
@@ -372,6 +378,30 @@ SLEEVE_OVERHEAD = 28 + WEAVE_NAME_SIZE + 2 * WEAVE_NAME_SIZE + 2 + 14
 OVS_TUNNEL_MTU = 65485  # ovs-created vxlan netdevs get the largest MTU (kernel commit 7e059158d57b)
 
 
+def sleeve_payload(sender: bytes, source: bytes, destination: bytes, frame: bytes) -> bytes:
+    """The UDP payload of a sleeve packet carrying one frame, unencrypted (router/sleeve.go with crypto.go's
+    NonEncryptor): the sending peer's name, then the frame's source and destination peers' names, the frame's
+    length (2 bytes, big-endian) and the Ethernet frame."""
+    return sender + source + destination + len(frame).to_bytes(2, "big") + frame
+
+
+def read_sleeve(payload: bytes):
+    """The Ethernet frame in a sleeve packet's UDP payload (:func:`sleeve_payload`'s layout), as the
+    receiving router's readUDP and NonDecryptor read it; a payload too short for the header or for the
+    length it states is refused."""
+    from scapy.layers.l2 import Ether
+
+    start = 3 * WEAVE_NAME_SIZE + 2
+    if len(payload) < start:
+        raise LabInputError("sleeve payload", f"{len(payload)} bytes",
+                            f"at least {start}: three peer names of {WEAVE_NAME_SIZE} bytes and a 2-byte length")
+    length = int.from_bytes(payload[start - 2:start], "big")
+    if len(payload) < start + length:
+        raise LabInputError("sleeve payload", f"{len(payload) - start} bytes after the header",
+                            f"the {length} bytes of frame the header states")
+    return Ether(payload[start:start + length])
+
+
 def _weave_peer(node: str) -> tuple[bytes, int]:
     """A node's weave peer name (6 bytes) and its 12-bit short ID; both are random in Weave, stable here."""
     name = bytes.fromhex(stable_mac(node, "weave-peer").replace(":", ""))
@@ -410,9 +440,11 @@ def _weave(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
 
 
 def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
-    """The Weave router on each node (a userspace process and, for fast datapath, its kernel flows)."""
+    """The Weave router on each node (a userspace process and, for fast datapath, its kernel flows), as a
+    model: one hook where a frame from the node's pods leaves the `weave` bridge through `vethwe-bridge`,
+    and one where a peer's VXLAN (fast datapath) or sleeve (UDP 6783) packet arrives. The real router's
+    flow cache, heartbeats, MAC expiry, multi-hop relaying and encryption are left out."""
     from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
     from scapy.packet import Raw
 
     specs = {spec.name: spec for spec in _specs(cluster.topology)}
@@ -422,6 +454,13 @@ def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
     vport = f"vxlan-{WEAVE_FASTDP_PORT}"
 
     def to_peers(engine: Engine, ns: str, dev: str, frame) -> bool:
+        """A frame from the node's bridge to the other nodes: stands in for the router's
+        handleCapturedPacket (router/network_router.go): the destination MAC is looked up in the router's
+        MAC cache; a known MAC goes to the peer it is behind, an unknown one to every peer. Fast datapath:
+        what the flow the router installs in the kernel's Open vSwitch datapath does
+        (fastDatapathForwarder.Forward in router/fastdp.go: set the tunnel, VNI = destination's short ID
+        << 12 | source's, and output on the `vxlan-6784` vport). Sleeve: the userspace router sends the
+        frame itself in UDP 6783 (sleeveForwarder in router/sleeve.go)."""
         peer = learned.get((ns, frame.dst))
         peers = [peer] if peer else [name for name in specs if name != ns]
         why = f"{frame.dst} is behind peer {peer}" if peer else f"{frame.dst} is not known: to every peer"
@@ -435,7 +474,7 @@ def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
                               f"VNI {vni} = peer {dst_id} << 12 | peer {src_id}")
                 engine.vxlan_transmit(ns, vport, frame, remote=remote, vni=vni)
             else:
-                payload = src_name + src_name + dst_name + len(bytes(frame)).to_bytes(2, "big") + bytes(frame)
+                payload = sleeve_payload(src_name, src_name, dst_name, bytes(frame))
                 # sleeve.go sets IP_PMTUDISC_DONT on its socket: no DF bit.
                 packet = IP(src=str(specs[ns].ip), dst=str(remote), ttl=64, id=0) / UDP(
                     sport=WEAVE_PORT, dport=WEAVE_PORT) / Raw(payload)
@@ -445,6 +484,9 @@ def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
         return True
 
     def from_peer(engine: Engine, ns: str, peer_ip: str, frame) -> None:
+        """A frame from a peer, whichever way it came: stands in for handleForwardedPacket
+        (router/network_router.go): learn that the frame's source MAC is behind that peer (Macs.AddForced),
+        then inject the frame into the local bridge (Bridge.InjectPacket), here through `vethwe-bridge`."""
         peer = by_ip.get(peer_ip, peer_ip)
         learned[(ns, frame.src)] = peer
         engine.record(ns, "vethwe-bridge", f"weave router: learns {frame.src} is behind peer {peer}; "
@@ -452,17 +494,19 @@ def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
         engine.receive(ns, "vethwe-bridge", frame)
 
     def from_vxlan(engine: Engine, ns: str, dev: str, frame) -> bool:
+        """A fast datapath frame out of the `vxlan-6784` vport: stands in for the datapath's miss handler
+        for that vport (getVxlanVportID in router/fastdp.go), which reads both peers from the tunnel's VNI
+        (extractPeers: source = VNI & 0xfff, destination = VNI >> 12 & 0xfff) and hands the frame on."""
         source, vni = engine.tunnel_info  # router/fastdp.go extractPeers: the VNI names both peers
         engine.record(ns, dev, f"weave datapath: VNI {vni} is from peer {vni & 0xFFF} to peer {(vni >> 12) & 0xFFF}")
         from_peer(engine, ns, str(source), frame)
         return True
 
     def from_sleeve(engine: Engine, ns: str, port: str, packet) -> bool:
-        payload = bytes(packet[UDP].payload)
-        start = 3 * WEAVE_NAME_SIZE
-        length = int.from_bytes(payload[start:start + 2], "big")
+        """A sleeve packet on the router's UDP socket: stands in for SleeveOverlay.readUDP and handleFrame
+        (router/sleeve.go), which read the frame after the peers' names (:func:`read_sleeve`)."""
         engine.record(ns, "-", f"weave router reads a sleeve packet on UDP {port} from {packet[IP].src}")
-        from_peer(engine, ns, packet[IP].src, Ether(payload[start + 2:start + 2 + length]))
+        from_peer(engine, ns, packet[IP].src, read_sleeve(bytes(packet[UDP].payload)))
         return True
 
     hooks: dict[tuple[str, str, str], Hook] = {}
@@ -524,7 +568,10 @@ def _cilium(cluster: Cluster, specs: tuple[NodeSpec, ...]) -> None:
 
 
 def _cilium_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
-    """bpf_lxc (from-container) on each lxc and bpf_overlay (from-overlay) on cilium_vxlan, as models."""
+    """Cilium's tc programs as a model: bpf_lxc's from-container on each lxc's ingress and bpf_overlay's
+    from-overlay on cilium_vxlan's. The endpoint map (cilium_lxc) and the tunnel map (pod CIDR → node, in
+    the ipcache in newer releases) are built from the cluster; conntrack, policy, services and the per-packet
+    metadata are left out."""
     from scapy.layers.inet import IP
     from scapy.layers.l2 import ARP, Ether
 
@@ -537,6 +584,9 @@ def _cilium_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
     identity = {ip: CILIUM_FIRST_IDENTITY + i for i, ip in enumerate(endpoints)}
 
     def deliver_local(engine: Engine, ns: str, packet, where: str) -> bool:
+        """A packet for a pod on this node: stands in for ipv4_local_delivery (bpf/lib/l3.h): the endpoint
+        map gives the pod's lxc and MAC; the TTL is decremented, the MACs rewritten (the lxc's to the pod's)
+        and the frame redirected out of the lxc. False when the pod is on another node."""
         node, veth, mac = endpoints[packet.dst]
         if node != ns:
             return False
@@ -552,6 +602,11 @@ def _cilium_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
         return True
 
     def from_container(engine: Engine, ns: str, dev: str, frame) -> bool:
+        """A frame the pod sent, at its lxc's tc ingress: stands in for cil_from_container (bpf/bpf_lxc.c).
+        ARP requests are answered with the lxc's MAC (tail_handle_arp, the ARP responder); IPv4 goes through
+        handle_ipv4_from_lxc: to a local pod by deliver_local, to a pod CIDR of another node by
+        encap_and_redirect_lxc (out of cilium_vxlan to that node, the source's security identity as VNI).
+        Anything else is left to the kernel (False)."""
         link = engine.namespaces[ns].links[dev]
         if frame.type == ETH_P_ARP and frame[ARP].op == 1:
             arp = frame[ARP]
@@ -575,6 +630,9 @@ def _cilium_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
         return True
 
     def from_overlay(engine: Engine, ns: str, dev: str, frame) -> bool:
+        """A frame out of cilium_vxlan (the VXLAN header already removed): stands in for cil_from_overlay
+        (bpf/bpf_overlay.c), which delivers a packet for a local pod with ipv4_local_delivery; the rest is
+        left to the kernel (False)."""
         return frame.type == ETH_P_IP and frame[IP].dst in endpoints and deliver_local(engine, ns, frame[IP], "bpf_overlay")
 
     hooks: dict[tuple[str, str, str], Hook] = {}
@@ -702,9 +760,9 @@ def walk(network: Cluster, source: str, destination: str, proto: str = "icmp", p
 
 
 def overhead_of(result: Walk) -> int:
-    """Bytes the plugin added to the first pod packet on its way across the underlay: the IP length of
-    the frame that carried it out of the source node minus the IP length the source sent (0 when routed).
-    The frame is found by its ICMP or UDP bytes, which no hop changes."""
+    """Bytes the plugin added to the first pod packet on its way across the underlay: the frame that carried
+    it out of the source node's uplink, read back by :func:`unwrap` (0 when routed as it is). The frame is
+    found by the packet's ICMP or UDP bytes, which no hop changes."""
     from scapy.layers.inet import ICMP, IP, UDP
 
     network = result.node_after
@@ -712,12 +770,111 @@ def overhead_of(result: Walk) -> int:
     sent = next(h.frame[IP] for h in result.hops if h.namespace == source and h.frame is not None and IP in h.frame)
     l4 = bytes(sent[ICMP] if ICMP in sent else sent[UDP])
     origin = network.node_of(source) if source in network.pods else source
-    uplinks = {dev for seg in network.segments for ns, dev in seg.ports if ns == origin}
+    ports = uplinks(network)
     for hop in result.hops:
-        if (hop.namespace, hop.frame is not None, hop.event.startswith("transmits")) == (origin, True, True) \
-                and hop.device in uplinks and IP in hop.frame and l4 in bytes(hop.frame):
-            return len(bytes(hop.frame[IP])) - len(bytes(sent))
+        if hop.namespace == origin and (hop.namespace, hop.device) in ports and hop.frame is not None \
+                and hop.event.startswith("transmits") and IP in hop.frame and l4 in bytes(hop.frame):
+            return unwrap(hop.frame).overhead
     raise LabInputError("walk", f"{result.source} → {result.destination}", "a walk whose packet left the source node")
+
+
+# --- reading a walk: the request's way and what wraps it on the wire ------------------------------
+
+#: The UDP ports the models' VXLAN is sent to (flannel and Cilium: Linux's 8472; Calico: 4789; Weave's fast
+#: datapath: 6784), which a capture tool must be told to decode as VXLAN (`tshark -d udp.port==8472,vxlan`).
+VXLAN_PORTS = frozenset({FLANNEL_VXLAN_PORT, CALICO_VXLAN_PORT, CILIUM_VXLAN_PORT, WEAVE_FASTDP_PORT})
+
+
+def uplinks(network: Cluster) -> set[tuple[str, str]]:
+    """Every (namespace, device) attached to the underlay: the nodes' uplinks and the router's ports (where
+    `tcpdump -i DEV` shows what crosses between the nodes)."""
+    return {port for segment in network.segments for port in segment.ports}
+
+
+def request_hops(result: Walk) -> list[Hop]:
+    """The hops of the ping's echo request alone, from the source pod's eth0 to its delivery (or to where
+    it was dropped): each frame that carries the request's ICMP bytes, and each decision taken about it
+    (a hop without a frame right after one of those, in the same namespace). ARP exchanges on the way and
+    the reply are left out. What `tcpdump -i DEV icmp` (or the tunnel's port) shows on each device."""
+    from scapy.layers.inet import ICMP
+
+    first = next((h for h in result.hops if h.frame is not None and h.frame.haslayer(ICMP)), None)
+    if first is None:
+        return []
+    ping = bytes(first.frame[ICMP])
+    out: list[Hop] = []
+    carrying: Hop | None = None  # the last frame seen, if it carried the request
+    for hop in result.hops[result.hops.index(first):]:
+        if hop.frame is not None:
+            carrying = hop if ping in bytes(hop.frame) else None
+            if carrying is not None:
+                out.append(hop)
+        elif carrying is not None and hop.namespace == carrying.namespace:
+            out.append(hop)
+        if "delivered" in hop.event and hop.namespace != result.source:
+            break
+    return out
+
+
+def crossings(network: Cluster, hops: list[Hop]) -> list[tuple[Hop, Hop]]:
+    """The request's trips across the underlay: each (sending port, receiving port) pair of frame hops
+    on :func:`uplinks`, in the order they happened."""
+    ports = uplinks(network)
+    wire = [h for h in hops if h.frame is not None and (h.namespace, h.device) in ports]
+    sent = [h for h in wire if h.event.startswith("transmits")]
+    received = [h for h in wire if h.event.startswith("receives")]
+    return list(zip(sent, received))
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """A captured frame read back: its IP packet, what wraps the pod's packet in it and the pod's packet."""
+
+    outer: object  # scapy IP: the frame's own IP packet
+    encapsulation: str  # "vxlan", "ipip", "sleeve" or "none", as Cluster.encapsulation names them
+    pod_packet: object  # scapy IP: the pod's packet (outer itself when nothing wraps it)
+    vni: int | None = None
+    ports: tuple[int, int] | None = None  # UDP source and destination port of VXLAN and sleeve
+
+    @property
+    def overhead(self) -> int:
+        """Bytes of encapsulation in front of the pod's IP packet, counted against the underlay MTU: the
+        outer IP packet's length minus the pod's (0 when nothing wraps it)."""
+        return len(bytes(self.outer)) - len(bytes(self.pod_packet))
+
+
+def unwrap(frame) -> Unwrapped:
+    """Read a frame the way `tcpdump -nn -e -v` (tshark with `-d udp.port==PORT,vxlan`) would: IPIP (protocol
+    4) and VXLAN on :data:`VXLAN_PORTS` are unwrapped by :func:`labsupport.tunneling.decapsulate`, as the
+    receiving tunnel device does; Weave's sleeve (UDP 6783) by :func:`read_sleeve`, as its router does;
+    anything else is the pod's packet itself, routed as it is."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.packet import Packet
+
+    if not isinstance(frame, Packet) or IP not in frame:
+        raise LabInputError("frame", frame.summary() if isinstance(frame, Packet) else repr(frame),
+                            "a captured frame carrying an IPv4 packet")
+    outer = frame[IP]
+    udp = outer.payload if isinstance(outer.payload, UDP) else None
+    ports = (udp.sport, udp.dport) if udp is not None else None
+    if outer.proto == tunneling.IPPROTO_IPIP or (udp is not None and udp.dport in VXLAN_PORTS):
+        read = tunneling.decapsulate(frame)
+        kind, inner, vni = read.kind, read.inner, read.vni
+    elif udp is not None and udp.dport == WEAVE_PORT:
+        kind, inner, vni = "sleeve", read_sleeve(bytes(udp.payload)), None
+    else:
+        return Unwrapped(outer, "none", outer)
+    if IP not in inner:
+        raise LabInputError("frame", inner.summary(), f"{kind} carrying a pod's IPv4 packet")
+    return Unwrapped(outer, kind, inner[IP], vni, None if kind == "ipip" else ports)
+
+
+def matching_plugins(ip_route: str, node: str = "node-1", topology: str = "two-nodes") -> list[tuple[str, str]]:
+    """Every (plugin, mode) of the model whose node prints exactly this `ip route` (blank lines and
+    surrounding spaces ignored): how a reader names the plugin from a node's routes."""
+    want = [line.strip() for line in str(ip_route).strip().splitlines() if line.strip()]
+    return [(plugin, mode) for plugin, modes in PLUGINS.items() for mode in modes
+            if cluster(plugin, mode, topology).node(node).ip_route().splitlines() == want]
 
 
 # --- views ----------------------------------------------------------------------------------------
@@ -785,9 +942,9 @@ def _approach(result: Walk, overhead: int, pod_ip: IPv4Address) -> str:
 def _pods_on_wire(result: Walk, pod_ip: IPv4Address) -> bool:
     from scapy.layers.inet import IP
 
-    uplinks = {port for seg in result.node_after.segments for port in seg.ports}
+    ports = uplinks(result.node_after)
     return any(
-        (h.namespace, h.device) in uplinks and h.frame is not None and IP in h.frame and h.frame[IP].dst == str(pod_ip)
+        (h.namespace, h.device) in ports and h.frame is not None and IP in h.frame and h.frame[IP].dst == str(pod_ip)
         for h in result.hops
     )
 

@@ -15,9 +15,9 @@ import html
 import re
 from dataclasses import dataclass
 
-from labsupport import cni, packets
+from labsupport import cni, packets, tunneling
 from labsupport.errors import LabInputError
-from labsupport.pod_network import Hop, Walk
+from labsupport.pod_network import Walk
 from labsupport.views import svg
 from labsupport.views.explorable import Choice, Html, Tabs, Text, explore
 from labsupport.views.overlay import LAYER_COLOURS
@@ -42,38 +42,14 @@ REFUSED_STYLE = "border-left:4px solid #c62828;background:#fdecea;color:#7f1d1d;
 MODELLED_STYLE = "border-left:4px solid #7a7a7a;background:#f4f4f4;color:#333;" + _BOX_STYLE
 
 
-# --- the ping's way, read off the walk -------------------------------------------------------------
-
-
-def request_hops(result: Walk) -> list[Hop]:
-    """The hops of the ping's echo request alone, from the source pod's eth0 to its delivery (or to where
-    it was dropped): each frame that carries the request's ICMP bytes, and each decision taken about it
-    (a hop without a frame right after one of those, in the same namespace). ARP exchanges on the way and
-    the reply are left out. What `tcpdump -i DEV icmp` (or the tunnel's port) shows on each device."""
-    from scapy.layers.inet import ICMP
-
-    first = next((h for h in result.hops if h.frame is not None and h.frame.haslayer(ICMP)), None)
-    if first is None:
-        return []
-    ping = bytes(first.frame[ICMP])
-    out: list[Hop] = []
-    carrying: Hop | None = None  # the last frame seen, if it carried the request
-    for hop in result.hops[result.hops.index(first):]:
-        if hop.frame is not None:
-            carrying = hop if ping in bytes(hop.frame) else None
-            if carrying is not None:
-                out.append(hop)
-        elif carrying is not None and hop.namespace == carrying.namespace:
-            out.append(hop)
-        if "delivered" in hop.event and hop.namespace != result.source:
-            break
-    return out
+# --- the request on the wire, as a capture shows it --------------------------------------------------
 
 
 @dataclass(frozen=True)
 class WireView:
-    """One frame of the request as a capture on a device shows it: the outer Ethernet and IP headers,
-    what carries the pod's packet (an encapsulation, or nothing), and the pod's own packet."""
+    """One frame of the request as a capture on a device shows it (:func:`labsupport.cni.unwrap` read it):
+    the outer Ethernet and IP headers, what carries the pod's packet (an encapsulation, or nothing), and the
+    pod's own packet."""
 
     ether: str
     ip: str
@@ -88,45 +64,19 @@ def _ip_text(packet) -> str:
 
 
 def wire_view(frame) -> WireView:
-    """Read a frame the way `tcpdump -nn -e -v` would: outer headers, encapsulation, the pod's packet.
-
-    VXLAN (flannel, Calico, Cilium, Weave's fast datapath), IPIP (protocol 4) and Weave's sleeve (UDP 6783:
-    the sender's name, both peers' names and a 2-byte length, then the frame, as :mod:`labsupport.cni` builds
-    it) are unwrapped; anything else is the pod's packet itself."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
-    from scapy.layers.vxlan import VXLAN
-
-    outer = frame[IP]
-    ether = f"{frame.src} → {frame.dst}"
-    inner, carried = outer, "–"
-    if frame.haslayer(VXLAN):
-        udp = frame[UDP]
-        carried = f"VXLAN vni {frame[VXLAN].vni} · UDP {udp.sport} → {udp.dport}"
-        inner = frame[VXLAN].payload[IP]
-    elif outer.proto == 4:
-        carried, inner = "IPIP (protocol 4)", outer.payload
-    elif outer.haslayer(UDP) and cni.WEAVE_PORT in (outer[UDP].sport, outer[UDP].dport):
-        payload = bytes(outer[UDP].payload)
-        start = 3 * cni.WEAVE_NAME_SIZE + 2
-        carried = f"weave sleeve · UDP {outer[UDP].sport} → {outer[UDP].dport}"
-        inner = Ether(payload[start:])[IP]
-    overhead = len(bytes(outer)) - len(bytes(inner))
-    return WireView(ether, _ip_text(outer), carried, _ip_text(inner), len(bytes(frame)), overhead)
-
-
-def uplinks(network: cni.Cluster) -> set[tuple[str, str]]:
-    """Every (namespace, device) attached to the underlay: the nodes' uplinks and the router's ports."""
-    return {port for segment in network.segments for port in segment.ports}
-
-
-def crossings(network: cni.Cluster, hops: list[Hop]) -> list[tuple[Hop, Hop]]:
-    """The request's trips across the underlay: each (sending port, receiving port) pair of frame hops."""
-    ports = uplinks(network)
-    wire = [h for h in hops if h.frame is not None and (h.namespace, h.device) in ports]
-    sent = [h for h in wire if h.event.startswith("transmits")]
-    received = [h for h in wire if h.event.startswith("receives")]
-    return list(zip(sent, received))
+    """A frame as `tcpdump -nn -e -v` prints it: outer headers, encapsulation, the pod's packet, as
+    :func:`labsupport.cni.unwrap` reads them."""
+    read = cni.unwrap(frame)
+    if read.encapsulation == "vxlan":
+        carried = f"VXLAN vni {read.vni} · UDP {read.ports[0]} → {read.ports[1]}"
+    elif read.encapsulation == "sleeve":
+        carried = f"weave sleeve · UDP {read.ports[0]} → {read.ports[1]}"
+    elif read.encapsulation == "ipip":
+        carried = f"IPIP (protocol {tunneling.IPPROTO_IPIP})"
+    else:
+        carried = "–"
+    return WireView(f"{frame.src} → {frame.dst}", _ip_text(read.outer), carried, _ip_text(read.pod_packet),
+                    len(bytes(frame)), read.overhead)
 
 
 # --- the figure ------------------------------------------------------------------------------------
@@ -172,9 +122,9 @@ def draw_cluster(network: cni.Cluster, result: Walk) -> svg.Svg:
     stacked in the order it went, the others to the side, the uplinks at the bottom), the router, and the
     underlay subnets. With a walk, the request's way is drawn in red, and each trip across the underlay
     is labelled with what carried the pod's packet there, the bytes it added and the outer addresses."""
-    hops = request_hops(result)
+    hops = cni.request_hops(result)
     path = list(dict.fromkeys((h.namespace, h.device) for h in hops if h.device not in ("-", "lo")))
-    ports = uplinks(network)
+    ports = cni.uplinks(network)
     source_node = network.node_of(SOURCE)
     destination_node = network.node_of(result.destination)
     names = list(network.nodes)
@@ -256,7 +206,7 @@ def draw_cluster(network: cni.Cluster, result: Walk) -> svg.Svg:
                           f"mtu {cni.UNDERLAY_MTU}", 10, "start", "#555")]
     segment_of = {port: segment.name for segment in network.segments for port in segment.ports}
     trips: dict[str, int] = {}  # crossings drawn so far per segment: a second one is drawn lower
-    for sent, received in crossings(network, hops):
+    for sent, received in cni.crossings(network, hops):
         x1, x2 = port_x[(sent.namespace, sent.device)], port_x[(received.namespace, received.device)]
         segment = segment_of[(sent.namespace, sent.device)]
         y = underlay_y + 8 * trips.get(segment, 0)
@@ -314,11 +264,11 @@ def hop_table(network: cni.Cluster, result: Walk) -> str:
     """The echo request at every device it crossed, as a capture there shows it: outer Ethernet and IP
     (with the TTL), what carries the pod's packet, the pod's packet itself, and the frame's length; rows
     on the underlay are shaded. The step numbers are those of the walk's full list of steps (`Walk.table()`)."""
-    ports = uplinks(network)
+    ports = cni.uplinks(network)
     number = {id(h): i for i, h in enumerate(result.hops, 1)}
     head = ("step", "where", "", "Ethernet", "IP (outer)", "carried in", "pod's packet", "bytes")
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    for hop in request_hops(result):
+    for hop in cni.request_hops(result):
         if hop.frame is None:
             continue
         view = wire_view(hop.frame)
@@ -336,8 +286,8 @@ def capture_port(network: cni.Cluster, result: Walk) -> tuple[str, str]:
     """Where to capture the walk on the underlay: the source node's uplink the request left by (`tcpdump -i
     eth0` on node-1; eth1 for the AWS VPC CNI, whose pods send through the secondary ENI)."""
     origin = network.node_of(result.source)
-    own = sorted(dev for ns, dev in uplinks(network) if ns == origin)
-    used = [h.device for h in request_hops(result) if h.namespace == origin and h.device in own]
+    own = sorted(dev for ns, dev in cni.uplinks(network) if ns == origin)
+    used = [h.device for h in cni.request_hops(result) if h.namespace == origin and h.device in own]
     return origin, used[0] if used else own[0]
 
 
@@ -380,7 +330,7 @@ def summary_line(network: cni.Cluster, result: Walk) -> str:
     src, dst = network.pod_ip(result.source), network.pod_ip(result.destination)
     outcome = "reply received" if result.replied else ("delivered" if result.delivered else "not delivered")
     lines = [f"{result.source} ({src}) → {result.destination} ({dst}): {outcome}."]
-    for sent, received in crossings(network, request_hops(result)):
+    for sent, received in cni.crossings(network, cni.request_hops(result)):
         view = wire_view(sent.frame)
         carried = "unwrapped (pod addresses on the wire)" if view.carried == "–" else f"in {view.carried}"
         lines.append(f"{sent.namespace}/{sent.device} → {received.namespace}/{received.device}: {carried}, "
@@ -411,7 +361,7 @@ def render_comparator(plugin: tuple[str, str], topology: str, destination: str) 
     refused = _notes([str(r) for r in network.refused], REFUSED_STYLE, "The kernel refused:")
     modelled = _notes(network.modelled, MODELLED_STYLE, "What the model stands in for:")
     node, dev = capture_port(network, result)
-    first = next((h.frame for h in request_hops(result) if h.frame is not None and (h.namespace, h.device) == (node, dev)),
+    first = next((h.frame for h in cni.request_hops(result) if h.frame is not None and (h.namespace, h.device) == (node, dev)),
                  None)
     wire = Text(packets.layered_summary(first) if first is not None else f"the request never left {node}/{dev}")
     return [
@@ -479,10 +429,3 @@ def mtu_table() -> Table:
                      f"{p.pod_mtu + most} |")
     return Table("\n".join(lines), "pod MTU per plugin and mode")
 
-
-def matching_plugins(ip_route: str, node: str = "node-1", topology: str = "two-nodes") -> list[str]:
-    """Every plugin and mode of the model whose node prints exactly this `ip route` (blank lines and
-    surrounding spaces ignored): how a reader names the plugin from a node's routes."""
-    want = [line.strip() for line in ip_route.strip().splitlines() if line.strip()]
-    return [label for label, (plugin, mode) in PLUGIN_MODES
-            if cni.cluster(plugin, mode, topology).node(node).ip_route().splitlines() == want]

@@ -333,6 +333,108 @@ def test_aws_vpc_cni_policy_routing_and_no_encapsulation():
     assert any(h.device == "fabric" and f"who-has {built.pod_ip('pod-b')}:" in h.event for h in result.hops)
 
 
+# --- reading a walk -----------------------------------------------------------------------------------
+
+
+def test_uplinks_are_the_ports_on_the_underlay():
+    assert cni.uplinks(cni.cluster("flannel", "vxlan", "two-subnets")) == {
+        ("node-1", "eth0"), ("node-2", "eth0"), ("node-3", "eth0"), ("router", "eth0"), ("router", "eth1")}
+    aws = cni.uplinks(cni.cluster("aws-vpc-cni", "eni"))  # the pods' secondary ENIs are on the VPC too
+    assert {("node-1", "eth1"), ("node-2", "eth1")} < aws
+
+
+def test_request_hops_follow_the_echo_request_alone(flannel_ping):
+    from scapy.layers.inet import ICMP
+
+    hops = cni.request_hops(flannel_ping)
+    frames = [h for h in hops if h.frame is not None]
+    assert all(h.frame[ICMP].type == 8 for h in frames)  # no ARP, no reply
+    assert (frames[0].namespace, frames[0].device) == ("pod-a", "eth0")
+    assert hops[-1].namespace == "pod-b" and "delivered" in hops[-1].event
+
+
+def test_crossings_pair_each_trip_across_the_underlay():
+    network = cni.cluster("flannel", "vxlan", "two-subnets")
+    trips = cni.crossings(network, cni.request_hops(cni.walk(network, "pod-a", "pod-c")))
+    assert [((s.namespace, s.device), (r.namespace, r.device)) for s, r in trips] == [
+        (("node-1", "eth0"), ("router", "eth0")), (("router", "eth1"), ("node-3", "eth0"))]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "mode", "encapsulation", "overhead", "vni", "dport"),
+    [
+        ("flannel", "vxlan", "vxlan", 50, 1, 8472),
+        ("calico", "ipip", "ipip", 20, None, None),
+        ("calico", "vxlan", "vxlan", 50, 4096, 4789),
+        ("cilium", "vxlan", "vxlan", 50, 256, 8472),
+        ("weave", "fastdp", "vxlan", 50, "peers", 6784),
+        ("weave", "sleeve", "sleeve", 62, None, 6783),
+        ("aws-vpc-cni", "eni", "none", 0, None, None),
+        ("flannel", "host-gw", "none", 0, None, None),
+    ],
+)
+def test_unwrap_finds_the_pods_packet_in_each_plugins_frame(plugin, mode, encapsulation, overhead, vni, dport):
+    network = cni.cluster(plugin, mode)
+    result = cni.walk(network, "pod-a", "pod-b")
+    sent = cni.crossings(network, cni.request_hops(result))[0][0]
+    read = cni.unwrap(sent.frame)
+    assert (read.encapsulation, read.overhead) == (encapsulation, overhead)
+    assert read.overhead == cni.overhead_of(result)  # one reading of the wire for both
+    assert (read.pod_packet.src, read.pod_packet.dst) == (str(network.pod_ip("pod-a")), str(network.pod_ip("pod-b")))
+    if vni == "peers":  # Weave's fast datapath: destination's short ID << 12 | source's
+        vni = cni._weave_peer("node-2")[1] << 12 | cni._weave_peer("node-1")[1]
+    assert read.vni == vni
+    assert (read.ports[1] if read.ports else None) == dport
+    if encapsulation == "none":
+        assert read.pod_packet is read.outer
+
+
+def test_unwrap_leaves_a_pods_udp_datagram_alone():
+    from scapy.layers.inet import UDP
+
+    result = cni.walk(cni.cluster("flannel", "host-gw"), "pod-a", "pod-b", proto="udp")
+    sent = next(f for f in result.frames("node-1", "eth0") if UDP in f)
+    assert sent[UDP].dport == 8080  # not a tunnel's port: the pod's own datagram, routed as it is
+    assert cni.unwrap(sent).encapsulation == "none" and cni.overhead_of(result) == 0
+
+
+def test_unwrap_refuses_what_carries_no_ip_packet():
+    from scapy.layers.l2 import ARP, Ether
+
+    with pytest.raises(LabInputError) as excinfo:
+        cni.unwrap(Ether() / ARP())
+    assert excinfo.value.field == "frame" and "IPv4" in excinfo.value.allowed
+    with pytest.raises(LabInputError):
+        cni.unwrap(b"\x45\x00")
+
+
+def test_sleeve_payload_reads_back_and_short_ones_are_refused():
+    from scapy.layers.l2 import Ether
+
+    frame = bytes(Ether(src="0a:58:0a:f4:01:02", dst="0a:58:0a:f4:02:02") / (b"x" * 46))
+    names = [bytes([n] * cni.WEAVE_NAME_SIZE) for n in (1, 1, 2)]
+    payload = cni.sleeve_payload(*names, frame)
+    assert len(payload) == 3 * cni.WEAVE_NAME_SIZE + 2 + len(frame)
+    assert bytes(cni.read_sleeve(payload)) == frame
+    for short in (payload[:19], payload[:-1]):
+        with pytest.raises(LabInputError) as excinfo:
+            cni.read_sleeve(short)
+        assert excinfo.value.field == "sleeve payload"
+
+
+def test_routes_name_the_plugin_unless_two_modes_route_alike():
+    for plugin, modes in cni.PLUGINS.items():
+        for mode in modes:
+            routes = cni.cluster(plugin, mode, "two-subnets").node("node-1").ip_route()
+            assert (plugin, mode) in cni.matching_plugins(routes, topology="two-subnets")
+    same_subnet = cni.cluster("calico", "bgp").node("node-1").ip_route()
+    assert cni.matching_plugins(same_subnet) == [("calico", "bgp"), ("calico", "ipip-crosssubnet")]
+    assert cni.matching_plugins(f"\n  {same_subnet}\n\n") == cni.matching_plugins(same_subnet)
+    with pytest.raises(LabInputError) as excinfo:
+        cni.matching_plugins(same_subnet, node="node-3")
+    assert excinfo.value.field == "node"
+
+
 # --- the notes' table --------------------------------------------------------------------------------
 
 

@@ -131,7 +131,7 @@ def test_figure_names_each_plugins_devices_and_draws_the_way(plugin, mode, topol
             if link.kind != "loopback":
                 assert link.name in texts or f"{link.name} ({link.kind})" in texts, link.name
     assert on_path_titles(markup) == way
-    sent = views.crossings(network, views.request_hops(result))[0][0].frame
+    sent = cni.crossings(network, cni.request_hops(result))[0][0].frame
     from scapy.layers.inet import UDP
 
     sport = sent[UDP].sport if sent.haslayer(UDP) else None
@@ -141,7 +141,7 @@ def test_figure_names_each_plugins_devices_and_draws_the_way(plugin, mode, topol
 
 def test_the_request_is_followed_hop_by_hop() -> None:
     network, result = walk_of("flannel", "vxlan", "two-nodes", "pod-b")
-    hops = views.request_hops(result)
+    hops = cni.request_hops(result)
     assert hops[-1].namespace == "pod-b" and "delivered" in hops[-1].event
     framed = [(f"{h.namespace}/{h.device}", views.wire_view(h.frame)) for h in hops if h.frame is not None]
     assert [where for where, _ in framed] == ["pod-a/eth0", "node-1/veth-pod-a", "node-1/flannel.1", "node-1/eth0",
@@ -157,7 +157,7 @@ def test_the_request_is_followed_hop_by_hop() -> None:
 
 def test_sleeve_is_unwrapped_to_the_pods_packet() -> None:
     network, result = walk_of("weave", "sleeve", "two-nodes", "pod-b")
-    sent, received = views.crossings(network, views.request_hops(result))[0]
+    sent, received = cni.crossings(network, cni.request_hops(result))[0]
     view = views.wire_view(sent.frame)
     assert (sent.namespace, received.namespace) == ("node-1", "node-2")
     assert view.carried == f"weave sleeve · UDP {cni.WEAVE_PORT} → {cni.WEAVE_PORT}"
@@ -187,16 +187,6 @@ def test_mtu_table_leaves_room_for_what_each_mode_adds() -> None:
         fits = int(total.rstrip(" |")) == cni.UNDERLAY_MTU  # the largest MTU that fits; Weave keeps 1376
         assert fits if "weave" not in label else int(mtu) == cni.WEAVE_MTU, label
         assert (added == 0) == (wrap == "none"), label
-
-
-def test_routes_name_the_plugin_unless_two_modes_route_alike() -> None:
-    for label, (plugin, mode) in views.PLUGIN_MODES:
-        routes = cni.cluster(plugin, mode, "two-subnets").node("node-1").ip_route()
-        assert label in views.matching_plugins(routes, topology="two-subnets")
-    same_subnet = cni.cluster("calico", "bgp").node("node-1").ip_route()
-    assert views.matching_plugins(same_subnet) == ["calico · bgp", "calico · ipip-crosssubnet"]
-    with pytest.raises(cni.LabInputError):
-        views.matching_plugins(same_subnet, node="node-3")
 
 
 def test_tables_are_shown_as_html_tables() -> None:
