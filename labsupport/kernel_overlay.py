@@ -24,9 +24,13 @@ the namespace), and compares the encapsulated frames field by field with the mod
 `bridge -j fdb show dev flannel.1` and `ip -j neigh show dev flannel.1` with the model's.
 
 :func:`tunnel_support` asks the kernel which tunnel devices it can create (`ip link add … type KIND` in
-a scratch namespace of the twin's own); :class:`IpipTwin` is the same cluster joined by an IPIP device
-(Calico-IPIP-like) and runs only where `type ipip` exists: elsewhere :func:`run_ipip_twin` says so,
-with the kernel's own message.
+a scratch namespace of the twin's own). :class:`IpipTwin` builds the same two nodes as Calico in IPIP mode
+leaves them (`cni.cluster("calico", "ipip", "two-nodes")`): the fallback `tunl0` with the node's tunnel
+address, BIRD's `10.244.M.0/26 via NODE_M_IP dev tunl0 proto bird onlink` routes and blackhole, the
+pods as /32s behind `cali…` veths with proxy ARP for their gateway 169.254.1.1; the commands are
+:func:`calico_ipip_commands`. :func:`run_ipip_twin` compares each namespace's `ip -j route` and the frames
+on node-1's eth0 with the model's walk. It runs only where `type ipip` exists: elsewhere it says so, with
+the kernel's own message.
 
 Safety: these are :class:`~labsupport.kernel.Twin` subclasses, so everything of Twin holds — namespaces
 named `k8s101-<pid>-<hex>-<name>`, the stale sweep, every command inside the twin's own namespaces
@@ -57,15 +61,15 @@ from labsupport.kernel import (
 )
 from labsupport.overlay import LINUX_VXLAN_PORT, LOCAL_PORT_RANGE, overhead, vxlan_decapsulate
 from labsupport.pod_network import Node
+from labsupport.tunneling import IPPROTO_IPIP
 from labsupport.tunneling import overhead as tunnel_overhead
 
 VXLAN_DEVICE = "flannel.1"  # flannel: fmt.Sprintf("flannel.%v", VNI)
 VNI = 1
-IPIP_DEVICE = "tunl1"  # not tunl0: a loaded ipip module puts its own fallback tunl0 in every namespace
+IPIP_DEVICE = "tunl0"  # the ipip module's fallback device, in every namespace once the module is loaded
 UNDERLAY_DEVICE = "eth0"
 BRIDGE = "cni0"
 UNDERLAY_MTU = 1500
-IPPROTO_IPIP = 4
 # What `ip link add` tries per kind in the scratch namespace (addresses of TEST-NET-1, RFC 5737; the
 # device is never set up, so nothing is ever sent).
 PROBE_ARGS = {
@@ -135,6 +139,13 @@ def vxlan_cluster():
     return cni.cluster("flannel", "vxlan", "two-nodes")
 
 
+def calico_ipip_cluster():
+    """The model the IPIP twin is compared with: `cni.cluster("calico", "ipip", "two-nodes")`."""
+    from labsupport import cni
+
+    return cni.cluster("calico", "ipip", "two-nodes")
+
+
 def node_specs(network) -> tuple:
     """A cluster's nodes as the shared addressing gives them (`cni.NodeSpec`: address, pod CIDR, pod…)."""
     from labsupport import cni
@@ -145,21 +156,15 @@ def node_specs(network) -> tuple:
 # --- the twins ------------------------------------------------------------------------------------------
 
 
-def _mac(spec, ifname: str) -> str:
-    return stable_mac(spec.name, ifname)
-
-
 def _prefixed(spec, host: int) -> str:
     """The host-th address of the node's pod CIDR with the CIDR's length: `10.244.1.1/24`."""
     return f"{spec.pod_address(host)}/{IPv4Network(spec.pod_cidr).prefixlen}"
 
 
 class _TwoNodeTwin(Twin):
-    """Two node namespaces on one veth underlay, each with `cni0` and a pod behind it; subclasses add the
-    overlay between the nodes (`_tunnel`, `_remote`) and say what MTU the pods get (`pod_mtu`)."""
-
-    pod_mtu = UNDERLAY_MTU
-    tunnel_device = ""
+    """Two node namespaces on one veth underlay and one pod namespace per node; a subclass builds the CNI
+    plugin's side (`_plugin`: the overlay device, the pods, the routes) and names the devices of a node
+    that the build waits for (`_node_devices`)."""
 
     def __init__(self, specs: tuple | None = None, prefix: str | None = None) -> None:
         self.specs = tuple(specs) if specs is not None else node_specs(vxlan_cluster())
@@ -172,34 +177,32 @@ class _TwoNodeTwin(Twin):
             model.namespaces[spec.pod] = Namespace(spec.pod, role="pod")
         super().__init__(model, prefix)
 
+    def _node_devices(self, spec) -> set[str]:
+        raise NotImplementedError
+
+    def _plugin(self) -> None:
+        raise NotImplementedError
+
     def _settle_devices(self, name: str) -> set[str]:
         for spec in self.specs:
             if name == spec.pod:
                 return {"lo", "eth0"}
             if name == spec.name:
-                return {"lo", UNDERLAY_DEVICE, BRIDGE, spec.host_veth, self.tunnel_device}
+                return {"lo", UNDERLAY_DEVICE, *self._node_devices(spec)}
         return set()
 
     def build(self) -> None:
         """Build both nodes and pods. Per namespace `ip netns add` and Twin's sysctls (ip_forward=1 on the
-        nodes); then:
+        nodes); then the underlay:
 
         - `ip -n NODE1 link add eth0 type veth peer name eth0 netns NODE2`,
           `ip -n NODE link set dev eth0 address MAC mtu 1500 up`, `ip -n NODE addr add IP/24 brd + dev eth0`,
           `ip -n NODE route add default via 192.168.56.1 dev eth0` (the model's gateway; no packet of the
           twin goes to it, so it is not built);
-        - the overlay device (the subclass's `_tunnel`);
-        - `ip -n NODE link add cni0 type bridge`, `… address MAC mtu MTU up`,
-          `ip -n NODE addr add 10.244.N.1/24 brd + dev cni0`;
-        - the CNI bridge plugin's pod: `ip -n NODE link add veth-pod-a type veth peer name eth0 netns POD`,
-          the host end `master cni0`, the pod's eth0 with its `cni_mac`, `ip -n POD addr add 10.244.N.2/24
-          brd + dev eth0`, `ip -n POD route add default via 10.244.N.1 dev eth0` and flannel's IPAM route
-          `ip -n POD route add 10.244.0.0/16 via 10.244.N.1 dev eth0`;
-        - the per-remote-node entries (the subclass's `_remote`);
-        - then waits until every device is up (and has its fe80:: address).
-        """
-        from labsupport.cni import CLUSTER_CIDR
 
+        then the plugin's side (the subclass's `_plugin`), and waits until every device is up (and has its
+        fe80:: address).
+        """
         start = time.perf_counter()
         one, two = self.specs
         for spec in self.specs:
@@ -221,66 +224,17 @@ class _TwoNodeTwin(Twin):
         )
         for spec in self.specs:
             self.ip(spec.name, "link", "set", "dev", "lo", "up")
-            self._up(spec.name, UNDERLAY_DEVICE, _mac(spec, UNDERLAY_DEVICE), UNDERLAY_MTU)
+            self._up(spec.name, UNDERLAY_DEVICE, stable_mac(spec.name, UNDERLAY_DEVICE), UNDERLAY_MTU)
             self.ip(spec.name, "addr", "add", spec.address, "brd", "+", "dev", UNDERLAY_DEVICE)
             self.ip(spec.name, "route", "add", "default", "via", spec.gateway, "dev", UNDERLAY_DEVICE)
-        for spec in self.specs:
-            self._tunnel(spec)
-        for spec in self.specs:
-            gateway = str(spec.pod_address(1))
-            self.ip(spec.name, "link", "add", BRIDGE, "type", "bridge")
-            self._up(spec.name, BRIDGE, _mac(spec, BRIDGE), self.pod_mtu)
-            self.ip(spec.name, "addr", "add", _prefixed(spec, 1), "brd", "+", "dev", BRIDGE)
-            self.ip(
-                spec.name,
-                "link",
-                "add",
-                spec.host_veth,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                self.real(spec.pod),
-            )
-            self.ip(
-                spec.name,
-                "link",
-                "set",
-                "dev",
-                spec.host_veth,
-                "address",
-                _mac(spec, spec.host_veth),
-                "mtu",
-                str(self.pod_mtu),
-                "master",
-                BRIDGE,
-                "up",
-            )
-            self.ip(spec.pod, "link", "set", "dev", "lo", "up")
-            self._up(spec.pod, "eth0", cni_mac(spec.pod_address(2)), self.pod_mtu)
-            self.ip(spec.pod, "addr", "add", _prefixed(spec, 2), "brd", "+", "dev", "eth0")
-            self.ip(spec.pod, "route", "add", "default", "via", gateway, "dev", "eth0")
-            self.ip(spec.pod, "route", "add", CLUSTER_CIDR, "via", gateway, "dev", "eth0")
-        for spec in self.specs:
-            for remote in self.specs:
-                if remote is not spec:
-                    self._remote(spec, remote)
+        self._plugin()
         self.timings["commands"] = time.perf_counter() - start
         self._settle()
         self.timings["build"] = time.perf_counter() - start
 
-    def _up(self, ns: str, dev: str, mac: str | None, mtu: int) -> None:
-        """`ip -n NS link set dev DEV [address MAC] mtu MTU up`."""
-        address = ("address", mac) if mac else ()
-        self.ip(ns, "link", "set", "dev", dev, *address, "mtu", str(mtu), "up")
-
-    def _tunnel(self, spec) -> None:
-        raise NotImplementedError
-
-    def _remote(self, spec, remote) -> None:
-        raise NotImplementedError
+    def _up(self, ns: str, dev: str, mac: str, mtu: int) -> None:
+        """`ip -n NS link set dev DEV address MAC mtu MTU up`."""
+        self.ip(ns, "link", "set", "dev", dev, "address", mac, "mtu", str(mtu), "up")
 
     # --- reading and traffic ---------------------------------------------------------------------
 
@@ -308,7 +262,66 @@ class VxlanTwin(_TwoNodeTwin):
     """
 
     pod_mtu = UNDERLAY_MTU - overhead("vxlan")
-    tunnel_device = VXLAN_DEVICE
+
+    def _node_devices(self, spec) -> set[str]:
+        return {BRIDGE, spec.host_veth, VXLAN_DEVICE}
+
+    def _plugin(self) -> None:
+        """flannel's side: per node the vxlan device (`_tunnel`), then the bridge plugin's pod, then per
+        remote node flannel's three entries (`_remote`). The pod, per node:
+
+        - `ip -n NODE link add cni0 type bridge`, `… address MAC mtu 1450 up`,
+          `ip -n NODE addr add 10.244.N.1/24 brd + dev cni0`;
+        - `ip -n NODE link add veth-pod-a type veth peer name eth0 netns POD`, the host end `master cni0`,
+          the pod's eth0 with its `cni_mac`, `ip -n POD addr add 10.244.N.2/24 brd + dev eth0`,
+          `ip -n POD route add default via 10.244.N.1 dev eth0` and flannel's IPAM route
+          `ip -n POD route add 10.244.0.0/16 via 10.244.N.1 dev eth0`.
+        """
+        from labsupport.cni import CLUSTER_CIDR
+
+        for spec in self.specs:
+            self._tunnel(spec)
+        for spec in self.specs:
+            gateway = str(spec.pod_address(1))
+            self.ip(spec.name, "link", "add", BRIDGE, "type", "bridge")
+            self._up(spec.name, BRIDGE, stable_mac(spec.name, BRIDGE), self.pod_mtu)
+            self.ip(spec.name, "addr", "add", _prefixed(spec, 1), "brd", "+", "dev", BRIDGE)
+            self.ip(
+                spec.name,
+                "link",
+                "add",
+                spec.host_veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                self.real(spec.pod),
+            )
+            self.ip(
+                spec.name,
+                "link",
+                "set",
+                "dev",
+                spec.host_veth,
+                "address",
+                stable_mac(spec.name, spec.host_veth),
+                "mtu",
+                str(self.pod_mtu),
+                "master",
+                BRIDGE,
+                "up",
+            )
+            self.ip(spec.pod, "link", "set", "dev", "lo", "up")
+            self._up(spec.pod, "eth0", cni_mac(spec.pod_address(2)), self.pod_mtu)
+            self.ip(spec.pod, "addr", "add", _prefixed(spec, 2), "brd", "+", "dev", "eth0")
+            self.ip(spec.pod, "route", "add", "default", "via", gateway, "dev", "eth0")
+            self.ip(spec.pod, "route", "add", CLUSTER_CIDR, "via", gateway, "dev", "eth0")
+        for spec in self.specs:
+            for remote in self.specs:
+                if remote is not spec:
+                    self._remote(spec, remote)
 
     def _tunnel(self, spec) -> None:
         """`ip link add flannel.1 type vxlan id 1 local NODE_IP dev eth0 dstport 8472 nolearning`,
@@ -330,13 +343,13 @@ class VxlanTwin(_TwoNodeTwin):
             str(LINUX_VXLAN_PORT),
             "nolearning",
         )
-        self._up(spec.name, VXLAN_DEVICE, _mac(spec, VXLAN_DEVICE), self.pod_mtu)
+        self._up(spec.name, VXLAN_DEVICE, stable_mac(spec.name, VXLAN_DEVICE), self.pod_mtu)
         self.ip(spec.name, "addr", "add", f"{spec.pod_address(0)}/32", "dev", VXLAN_DEVICE)
 
     def _remote(self, spec, remote) -> None:
         """flannel's three entries for one remote node, in its order (neighbour, FDB entry, then the route:
         "the kernel would ARP for the Gw IP address if it hadn't already been set above")."""
-        vtep_ip, vtep_mac = str(remote.pod_address(0)), _mac(remote, VXLAN_DEVICE)
+        vtep_ip, vtep_mac = str(remote.pod_address(0)), stable_mac(remote.name, VXLAN_DEVICE)
         self.ip(
             spec.name,
             "neigh",
@@ -393,32 +406,108 @@ class VxlanTwin(_TwoNodeTwin):
         }
 
 
+def calico_ipip_commands(specs: tuple | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """What Calico in IPIP mode runs on each node and pod of the two-node cluster, once the underlay is up
+    and `tunl0` exists: (namespace, command) pairs, `ip …` to run as `ip -n NAMESPACE …` and `sysctl -w …`
+    as `ip netns exec NAMESPACE sysctl -w …` (a `netns POD` names the pod's namespace). In order, per node:
+
+    - Felix (`route_mgr.go`, configureTunnelDevice): `ip link set dev tunl0 mtu 1480 up`,
+      `ip addr add 10.244.N.0/32 dev tunl0` (the tunnel address: the first of the node's IPAM block);
+    - BIRD (`bird_aggr.cfg.template`, `bird_ipam.cfg.template`): `ip route add blackhole 10.244.N.0/26
+      proto bird` for the node's own block and, per remote node M,
+      `ip route add 10.244.M.0/26 via NODE_M_IP dev tunl0 proto bird onlink`;
+    - the Calico CNI plugin, for the node's pod: `ip link add caliXXXXXXXXXXX type veth peer name eth0
+      netns POD`, the host end `address ee:ee:ee:ee:ee:ee mtu 1480 up`, `sysctl -w
+      net.ipv4.conf.caliX.proxy_arp=1 net.ipv4.neigh.caliX.proxy_delay=0 net.ipv4.conf.caliX.forwarding=1`;
+      in the pod `ip link set dev eth0 address MAC mtu 1480 up` (the model's `cni_mac`),
+      `ip addr add 10.244.N.2/32 dev eth0`, `ip route add 169.254.1.1 dev eth0 scope link`,
+      `ip route add default via 169.254.1.1 dev eth0`; on the node `ip route add 10.244.N.2 dev caliX scope
+      link` and `ip neigh add 10.244.N.2 lladdr MAC dev caliX nud permanent`.
+
+    Block size, veth names and MACs are :mod:`labsupport.cni`'s (`CALICO_BLOCK_PREFIX`, `calico_veth_name`,
+    `CALICO_VETH_MAC`), so the state these commands leave is what `cni.cluster("calico", "ipip")` models.
+    """
+    from labsupport import cni
+    from labsupport.pod_network import AWS_LINK_LOCAL_GATEWAY as GATEWAY  # Calico's pod gateway too
+
+    specs = tuple(specs) if specs is not None else node_specs(calico_ipip_cluster())
+    mtu = str(IpipTwin.pod_mtu)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for spec in specs:
+        node, block = spec.name, cni._calico_block(spec)
+        out += [
+            (node, ("ip", "link", "set", "dev", IPIP_DEVICE, "mtu", mtu, "up")),
+            (node, ("ip", "addr", "add", f"{block.network_address}/32", "dev", IPIP_DEVICE)),
+            (node, ("ip", "route", "add", "blackhole", str(block), "proto", "bird")),
+        ]
+        for remote in specs:
+            if remote is not spec:
+                route = (str(cni._calico_block(remote)), "via", str(remote.ip), "dev", IPIP_DEVICE)
+                out.append((node, ("ip", "route", "add", *route, "proto", "bird", "onlink")))
+    for spec in specs:
+        node, pod, veth = spec.name, spec.pod, cni.calico_veth_name(spec.pod)
+        pod_ip, pod_mac = str(spec.pod_address(2)), cni_mac(spec.pod_address(2))
+        sysctls = (
+            f"net.ipv4.conf.{veth}.proxy_arp=1",
+            f"net.ipv4.neigh.{veth}.proxy_delay=0",
+            f"net.ipv4.conf.{veth}.forwarding=1",
+        )
+        out += [
+            (node, ("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", pod)),
+            (node, ("ip", "link", "set", "dev", veth, "address", cni.CALICO_VETH_MAC, "mtu", mtu, "up")),
+            (node, ("sysctl", "-w", *sysctls)),
+            (pod, ("ip", "link", "set", "dev", "lo", "up")),
+            (pod, ("ip", "link", "set", "dev", "eth0", "address", pod_mac, "mtu", mtu, "up")),
+            (pod, ("ip", "addr", "add", f"{pod_ip}/32", "dev", "eth0")),
+            (pod, ("ip", "route", "add", GATEWAY, "dev", "eth0", "scope", "link")),
+            (pod, ("ip", "route", "add", "default", "via", GATEWAY, "dev", "eth0")),
+            (node, ("ip", "route", "add", pod_ip, "dev", veth, "scope", "link")),
+            (node, ("ip", "neigh", "add", pod_ip, "lladdr", pod_mac, "dev", veth, "nud", "permanent")),
+        ]
+    return out
+
+
 class IpipTwin(_TwoNodeTwin):
-    """The same two nodes joined by IPIP, as Calico's IPIP mode joins them (a simplification: the pods sit
-    behind `cni0` as with flannel, where Calico routes each pod's `cali…` veth). Per node:
+    """Calico's IPIP mode on two real nodes, as `cni.cluster("calico", "ipip", "two-nodes")` models it: the
+    ipip module's fallback device `tunl0` with the node's tunnel address, BIRD's routes
+    `10.244.M.0/26 via NODE_M_IP dev tunl0 proto bird onlink` (the route's gateway is the outer
+    destination) and a blackhole for the node's own block, and each pod a /32 behind a `cali…` veth whose
+    node end answers ARP for the pods' gateway 169.254.1.1 (proxy ARP). The commands are
+    :func:`calico_ipip_commands`.
 
-        ip link add tunl1 type ipip local NODE_IP ttl 64     (pmtudisc, iproute2's default: outer DF set)
-        ip link set dev tunl1 mtu 1480 up; ip addr add 10.244.N.0/32 dev tunl1
-        ip route add 10.244.M.0/24 via NODE_M_IP dev tunl1 onlink
-
-    The device has no `remote`: the outer destination is the route's gateway, as with Calico's `tunl0`
-    (named tunl1 here because a loaded ipip module puts its own fallback `tunl0` in every namespace).
-    TTL 64 and DF are fixed so the outer header does not depend on the inner one. Needs the kernel's
-    ipip module: see :func:`tunnel_support`.
+    `tunl0` is used as the kernel makes it: `ttl inherit`, `tos 0`, `nopmtudisc` (ip_tunnel_init_net
+    creates the fallback device from zeroed parameters), so the outer header copies the inner TTL and DF
+    bit (ip_tunnel_xmit), as the model's `ipip_transmit` does. Needs the kernel's ipip module: see
+    :func:`tunnel_support`.
     """
 
     pod_mtu = UNDERLAY_MTU - tunnel_overhead("ipip")
-    tunnel_device = IPIP_DEVICE
 
-    def _tunnel(self, spec) -> None:
-        self.ip(spec.name, "link", "add", IPIP_DEVICE, "type", "ipip", "local", str(spec.ip), "ttl", "64")
-        self._up(spec.name, IPIP_DEVICE, None, self.pod_mtu)
-        self.ip(spec.name, "addr", "add", f"{spec.pod_address(0)}/32", "dev", IPIP_DEVICE)
+    def _node_devices(self, spec) -> set[str]:
+        from labsupport.cni import calico_veth_name
 
-    def _remote(self, spec, remote) -> None:
-        self.ip(
-            spec.name, "route", "add", remote.pod_cidr, "via", str(remote.ip), "dev", IPIP_DEVICE, "onlink"
-        )
+        return {IPIP_DEVICE, calico_veth_name(spec.pod)}
+
+    def _plugin(self) -> None:
+        """`_ensure_tunl0` on each node, then every command of :func:`calico_ipip_commands`, in order."""
+        for spec in self.specs:
+            self._ensure_tunl0(spec)
+        for ns, command in calico_ipip_commands(self.specs):
+            if command[0] == "sysctl":
+                self.netns_exec(ns, *command)
+                continue
+            args = list(command[1:])
+            if "netns" in args:
+                where = args.index("netns") + 1
+                args[where] = self.real(args[where])
+            self.ip(ns, *args)
+
+    def _ensure_tunl0(self, spec) -> None:
+        """Felix's check for the device (configureTunnelDevice): `ip -n NODE link show dev tunl0`; where it is
+        missing, `ip -n NODE link add tunl0 type ipip`, as Felix's netlink LinkAdd of an Iptun named tunl0.
+        On a kernel without the ipip module that fails with the kernel's "Error: Unknown device type."."""
+        if not self.ip(spec.name, "link", "show", "dev", IPIP_DEVICE, check=False).strip():
+            self.ip(spec.name, "link", "add", IPIP_DEVICE, "type", "ipip")
 
 
 # --- frames ------------------------------------------------------------------------------------------
@@ -575,6 +664,16 @@ def compare_routes(model: list[dict], kernel: list[dict], what: str = "ip route"
     return diffs
 
 
+def route_differences(network, state: dict[str, dict]) -> list[str]:
+    """Each namespace's routes in the kernel (`state[name]["route"]`, as :meth:`_TwoNodeTwin.routes` reads
+    them) against the same namespace of the model cluster, prefixed with the namespace's name."""
+    diffs = []
+    for name, real in state.items():
+        want = network.namespaces[name].ip_json()["route"].get("main", [])
+        diffs += [f"{name}: {d}" for d in compare_routes(want, real["route"])]
+    return diffs
+
+
 def compare_vxlan_state(model: dict, kernel: dict) -> list[str]:
     """Differences between a node's flannel state in the model and on the kernel (both shaped as
     :meth:`VxlanTwin.read_vxlan`): routes as `ip route` lines, the vxlan device's settings and kind line,
@@ -618,7 +717,7 @@ class OverlayReport:
     kernel_replied: bool | None = None
     model_replied: bool | None = None
     frames: list = field(default_factory=list)  # what tcpdump captured
-    state: dict[str, dict] = field(default_factory=dict)  # per node, what the kernel has (read_vxlan)
+    state: dict[str, dict] = field(default_factory=dict)  # per namespace, what the kernel has (see the runs)
     differences: list[str] = field(default_factory=list)
     source_ports: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
@@ -719,10 +818,7 @@ def run_vxlan_twin() -> OverlayReport:
                 report.differences += [
                     f"{spec.name}: {d}" for d in compare_vxlan_state(want, report.state[spec.name])
                 ]
-                pod_model = network.nodes[spec.name].namespaces[spec.pod].ip_json()["route"].get("main", [])
-                report.differences += [
-                    f"{spec.pod}: {d}" for d in compare_routes(pod_model, twin.routes(spec.pod))
-                ]
+                report.differences += route_differences(network, {spec.pod: {"route": twin.routes(spec.pod)}})
             report.checked.append(
                 "ip -j route, ip -j -d link show flannel.1, bridge -j fdb show dev flannel.1, "
                 "ip -j neigh show dev flannel.1 on "
@@ -748,37 +844,20 @@ def run_vxlan_twin() -> OverlayReport:
     return report
 
 
-def ipip_model_frames(model) -> list:
-    """The frames the IPIP twin should show on node-1's eth0, from the model: the VXLAN walk's underlay
-    frames with each encapsulated one carried in IPIP instead — the same outer Ethernet, then
-    `tunneling.ipip_packet(inner IP packet, outer source, outer destination)` (TTL 64 and DF: the twin's
-    `ttl 64`, `pmtudisc` device). The ARP exchange on the underlay is the same for both."""
-    from scapy.layers.inet import IP
-    from scapy.layers.l2 import Ether
-
-    from labsupport.tunneling import ipip_packet
-
-    out = []
-    for frame in model.frames("node-1", UNDERLAY_DEVICE):
-        frame = Ether(bytes(frame))
-        if frame.haslayer(IP) and frame[IP].proto == 17:
-            _, inner = vxlan_decapsulate(frame)
-            outer = ipip_packet(inner[IP], frame[IP].src, frame[IP].dst, ttl=64, df=True)
-            frame = Ether(src=frame.src, dst=frame.dst) / outer
-        out.append(frame)
-    return out
-
-
 def run_ipip_twin() -> OverlayReport:
-    """The IPIP twin (:class:`IpipTwin`): ping pod-a → pod-b, capture node-1's eth0, compare the frames field
-    by field with :func:`ipip_model_frames`.
+    """Build Calico's IPIP mode on two real nodes (:class:`IpipTwin`), ping pod-a → pod-b, and compare with
+    the model (`cni.cluster("calico", "ipip", "two-nodes")` and its `cni.walk`):
+
+    - each node's and each pod's `ip -j route` with the model's (:func:`compare_routes`);
+    - the frames on node-1's eth0 during the ping with the walk's `frames("node-1", "eth0")`, field by field
+      (:func:`underlay_frame_fields`: IP ids and checksums aside), the outer TTL and DF bit included.
 
     Where the kernel has no ipip device the report is `skipped`, with the kernel's own message (see
     :func:`tunnel_support`); errors of the twin are reported (`error`), not raised.
     """
     from labsupport import cni
 
-    network = vxlan_cluster()
+    network = calico_ipip_cluster()
     model = cni.walk(network, "pod-a", "pod-b")
     report = OverlayReport("ipip", model_replied=model.replied)
     report.skipped = _why_not("ipip")
@@ -789,12 +868,16 @@ def run_ipip_twin() -> OverlayReport:
     try:
         with IpipTwin(specs) as twin:
             report.timings["build"] = twin.timings["build"]
+            names = [s.name for s in specs] + [s.pod for s in specs]
+            report.state = {name: {"route": twin.routes(name)} for name in names}
+            report.differences += route_differences(network, report.state)
+            report.checked.append("ip -j route on " + ", ".join(names))
             t = time.perf_counter()
             report.kernel_replied, report.frames = twin.ping_captured(
                 "pod-a", str(network.pod_ip("pod-b")), report.capture
             )
             report.timings["ping"] = time.perf_counter() - t
-        report.differences += compare_underlay_frames(ipip_model_frames(model), report.frames)
+        report.differences += compare_underlay_frames(model.frames(*report.capture), report.frames)
         report.checked.append(f"{len(report.frames)} frames on node-1/eth0, field by field")
     except TwinError as exc:
         report.error = str(exc)
@@ -810,12 +893,14 @@ __all__ = [
     "IpipTwin",
     "OverlayReport",
     "VxlanTwin",
+    "calico_ipip_cluster",
+    "calico_ipip_commands",
     "compare_routes",
     "compare_underlay_frames",
     "compare_vxlan_state",
-    "ipip_model_frames",
     "model_vxlan_state",
     "node_specs",
+    "route_differences",
     "run_ipip_twin",
     "run_vxlan_twin",
     "scratch_namespace",

@@ -1,7 +1,8 @@
 """Safety of the overlay twins: this machine's own namespace is untouched, and nothing is left behind.
 
 The same checks as the pod-network twin's (tests/kernel/test_kernel_pod_network.py), for VxlanTwin,
-IpipTwin's failure on a kernel without ipip, and tunnel_support's scratch namespace: `root_snapshot()`
+IpipTwin's Calico build (with tunl0 stood in by a veth where the kernel has no ipip), IpipTwin's failure
+on a kernel without ipip, and tunnel_support's scratch namespace: `root_snapshot()`
 (links, addresses, routes, rules, iptables, this process's namespaces) before and after, equal; no
 namespace of the twin's prefix after it; every command inside the twin's own namespaces.
 """
@@ -13,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from test_kernel_overlay import TunlStandIn
 from twin_safety import left_behind, root_snapshot
 
 from labsupport.kernel import TwinError
@@ -83,7 +85,29 @@ def test_ipip_twin_where_the_kernel_lacks_ipip_cleans_up() -> None:
     else:
         with pytest.raises(TwinError, match="Unknown device type"), twin:
             pass
+        assert twin.commands[-1].endswith("link add tunl0 type ipip")  # Felix's step, refused
+    assert all(cmd.startswith(INSIDE) for cmd in twin.commands), twin.commands
     assert left_behind(twin.prefix) == []
+    assert root_snapshot() == before
+
+
+def test_root_namespace_untouched_by_a_calico_build() -> None:
+    before = root_snapshot()
+    with TunlStandIn() as twin:
+        prefix = twin.prefix
+        assert sorted(left_behind(prefix)) == sorted(twin.names.values())
+        assert twin.ping("pod-a", "192.168.56.10")  # through the proxy-ARP gateway 169.254.1.1
+        assert any("sysctl -w net.ipv4.conf.cali" in cmd for cmd in twin.commands)
+        assert all(cmd.startswith(INSIDE) for cmd in twin.commands), [
+            c for c in twin.commands if not c.startswith(INSIDE)
+        ]
+        during = root_snapshot()
+        assert (during["link"], during["addr"], during["route"]) == (
+            before["link"],
+            before["addr"],
+            before["route"],
+        )
+    assert left_behind(prefix) == []
     assert root_snapshot() == before
 
 
