@@ -475,9 +475,13 @@ def _weave_hooks(cluster: Cluster) -> dict[tuple[str, str, str], Hook]:
                 engine.vxlan_transmit(ns, vport, frame, remote=remote, vni=vni)
             else:
                 payload = sleeve_payload(src_name, src_name, dst_name, bytes(frame))
-                # sleeve.go sets IP_PMTUDISC_DONT on its socket: no DF bit.
-                packet = IP(src=str(specs[ns].ip), dst=str(remote), ttl=64, id=0) / UDP(
-                    sport=WEAVE_PORT, dport=WEAVE_PORT) / Raw(payload)
+                # sleeve.go's Process(): a frame with DF goes to the DF sender, a raw socket with
+                # IP_PMTUDISC_DO (outer DF set) that leaves the UDP checksum 0 (ComputeChecksums: false);
+                # others to the ordinary UDP socket (IP_PMTUDISC_DONT), once the connection's
+                # fragmentation test has passed, as on an established connection.
+                df = IP in frame and "DF" in frame[IP].flags
+                packet = IP(src=str(specs[ns].ip), dst=str(remote), ttl=64, id=0, flags="DF" if df else 0) / UDP(
+                    sport=WEAVE_PORT, dport=WEAVE_PORT, chksum=0 if df else None) / Raw(payload)
                 engine.record(ns, dev, f"weave router (sleeve, userspace) captures the frame: {why}; "
                               f"UDP {WEAVE_PORT} to {remote}")
                 engine.send_ip(ns, packet)

@@ -289,8 +289,15 @@ def test_weave_sleeve_packet_layout():
     from scapy.layers.l2 import Ether
 
     result = cni.walk(cni.cluster("weave", "sleeve"), "pod-a", "pod-b")
-    frame = next(f for f in result.frames("node-1", "eth0") if UDP in f)
-    assert (frame[UDP].sport, frame[UDP].dport, int(frame[IP].flags)) == (6783, 6783, 0)
+    sleeve = [f for f in result.frames("node-1", "eth0") if UDP in f]
+    inner = [Ether(bytes(f[UDP].payload)[20:]) for f in sleeve]
+    assert [i.payload.name for i in inner] == ["ARP", "ARP", "IP", "IP"]
+    # sleeve.go: the ping request has DF, so it goes through the DF sender (outer DF, UDP checksum 0);
+    # ARP (not IP) and the kernel's echo reply (no DF) go through the ordinary UDP socket (no DF, checksummed).
+    request = sleeve[2]
+    assert (request[UDP].sport, request[UDP].dport, str(request[IP].flags), request[UDP].chksum) == (6783, 6783, "DF", 0)
+    assert all((str(f[IP].flags), f[UDP].chksum != 0) == ("", True) for f in sleeve[:2] + sleeve[3:])
+    frame = request
     payload = bytes(frame[UDP].payload)
     me, _ = cni._weave_peer("node-1")
     peer, _ = cni._weave_peer("node-2")
