@@ -43,10 +43,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from pathlib import Path
 
 from labsupport.addressing import cni_mac, stable_mac
 from labsupport.errors import LabInputError
@@ -81,6 +83,27 @@ PROBE_ARGS = {
     "geneve": ("id", "1", "remote", "192.0.2.2"),
 }
 TUNNEL_KINDS = tuple(PROBE_ARGS)
+# The module that provides each kind (`ip link add … type KIND` loads it on demand where modules load).
+TUNNEL_MODULES = {"vxlan": "vxlan", "ipip": "ipip", "gre": "ip_gre", "gretap": "ip_gre", "sit": "sit", "geneve": "geneve"}
+
+
+def module_not_loaded(kind: str, root: Path = Path("/")) -> str | None:
+    """Why probing `kind` would change the host, or None: when its module is neither loaded nor built in
+    (no /sys/module/NAME) but can be loaded (listed in /lib/modules/RELEASE/modules.dep), `ip link add`
+    would load it, and loading ipip, ip_gre or sit adds fallback devices (tunl0, gre0, gretap0, sit0, …)
+    to every namespace, the host's included. The twins never do that; `modprobe NAME` is the reader's call.
+    `root` is where /sys and /lib are (a test points it at a made-up tree)."""
+    module = TUNNEL_MODULES[kind]
+    if (root / "sys/module" / module).exists():
+        return None
+    try:
+        listed = (root / "lib/modules" / os.uname().release / "modules.dep").read_text()
+    except OSError:
+        return None  # nothing can be loaded: the probe cannot change the host
+    if f"/{module}.ko" not in listed:
+        return None
+    return (f"the {module} module is not loaded, and loading it would add its fallback devices to every "
+            f"namespace, the host's too; run `modprobe {module}` first to let the twin use {kind}")
 
 
 # --- which tunnel devices this kernel has ------------------------------------------------------------
@@ -109,7 +132,9 @@ def tunnel_support(kinds: tuple[str, ...] = TUNNEL_KINDS) -> dict[str, tuple[boo
     Runs, in a scratch namespace of its own, `ip -n NS link add t-KIND type KIND …` per kind (vxlan,
     ipip, gre, gretap, sit, geneve; endpoints from TEST-NET-1, the device never set up) and deletes the
     namespace. Where the module is missing iproute2 answers "Error: Unknown device type." and that text
-    is the reason. Without root or namespaces every kind is (False, why).
+    is the reason. A kind whose module could be loaded but is not is not tried (see
+    :func:`module_not_loaded`): probing would load it and change the host. Without root or namespaces
+    every kind is (False, why).
     """
     ok, reason = available()
     if not ok:
@@ -120,6 +145,10 @@ def tunnel_support(kinds: tuple[str, ...] = TUNNEL_KINDS) -> dict[str, tuple[boo
             if kind not in PROBE_ARGS:
                 raise LabInputError("kind", kind, f"one of {', '.join(TUNNEL_KINDS)}")
             command = ("link", "add", f"t-{kind}", "type", kind, *PROBE_ARGS[kind])
+            refusal = module_not_loaded(kind)
+            if refusal is not None:
+                out[kind] = (False, refusal)
+                continue
             try:
                 twin.ip("scratch", *command)
             except TwinError as exc:
