@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from labsupport.addressing import (
+    ZERO_MAC,
     check_ifname,
     ipv6_link_local,
     parse_ipv4_address,
@@ -22,6 +23,7 @@ from labsupport.addressing import (
     parse_mac,
 )
 from labsupport.errors import LabInputError
+from labsupport.overlay import check_range, check_vni
 from labsupport.routing import (
     DEFAULT_TABLE,
     LOCAL_TABLE,
@@ -35,7 +37,6 @@ from labsupport.routing import (
 )
 
 LINK_KINDS = ("loopback", "ether", "veth", "bridge", "vxlan", "ipip")
-VXLAN_VNI_MAX = 2**24 - 1  # the VNI is 24 bits (RFC 7348)
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,14 @@ class Neighbour:
     dev: str
     state: str = "REACHABLE"  # REACHABLE, STALE, DELAY, PERMANENT
 
+    def line(self, with_dev: bool = True) -> str:
+        """The line `ip neigh show` prints; with_dev=False: as `ip neigh show dev DEV` prints it, without
+        the device. (iproute2 ends it with a space, which the model leaves out, as in all its views.)"""
+        dev = f" dev {self.dev}" if with_dev else ""
+        return f"{self.ip}{dev} lladdr {self.mac} {self.state}"
+
     def __str__(self) -> str:
-        return f"{self.ip} dev {self.dev} lladdr {self.mac} {self.state}"
+        return self.line()
 
     def __deepcopy__(self, memo: dict) -> Neighbour:
         return self  # immutable
@@ -145,9 +152,16 @@ class FdbEntry:
     permanent: bool = False
     dst: IPv4Address | None = None  # a vxlan device's entry: the remote VTEP's address
 
-    def __str__(self) -> str:
+    def line(self, with_dev: bool = True) -> str:
+        """The line `bridge fdb show` prints; with_dev=False: as `bridge fdb show dev DEV` prints it,
+        without the device. A learned entry has no state word (iproute2 leaves a space where it would
+        be, which the model leaves out, as in all its views)."""
+        dev = f" dev {self.port}" if with_dev else ""
         where = f"dst {self.dst} self" if self.dst is not None else f"master {self.bridge}"
-        return f"{self.mac} dev {self.port} {where}" + (" permanent" if self.permanent else "")
+        return f"{self.mac}{dev} {where}" + (" permanent" if self.permanent else "")
+
+    def __str__(self) -> str:
+        return self.line()
 
     def __deepcopy__(self, memo: dict) -> FdbEntry:
         return self  # immutable
@@ -223,16 +237,16 @@ class Namespace:
         external: bool = False,
     ) -> Link:
         """`ip link add NAME type vxlan id VNI [local IP] [dev DEV] dstport PORT [nolearning] [external]`,
-        then `ip link set NAME address MAC mtu MTU [master BR] up`: a VTEP."""
-        if _whole(vni) is None or not 0 <= _whole(vni) <= VXLAN_VNI_MAX:
-            raise LabInputError("vxlan.vni", vni, f"a VNI from 0 to {VXLAN_VNI_MAX} (24 bits)")
-        if _whole(dstport) is None or not 1 <= _whole(dstport) <= 65535:
-            raise LabInputError("vxlan.dstport", dstport, "a UDP port from 1 to 65535")
+        then `ip link set NAME address MAC mtu MTU [master BR] up`: a VTEP. Its forwarding is
+        :meth:`vxlan_lookup` (sending) and :meth:`vxlan_learn` (receiving); :class:`labsupport.overlay.Vtep`
+        is a VTEP on a namespace of its own."""
+        vni_value = check_vni(vni, "vxlan.vni")
+        port = check_range(dstport, "vxlan.dstport", 1, 65535)
         if dev is not None:
             self.link(dev, "vxlan.dev")
         settings = Vxlan(
-            _whole(vni),
-            _whole(dstport),
+            vni_value,
+            port,
             local=parse_ipv4_address(local, "vxlan.local") if local is not None else None,
             dev=dev,
             learning=learning,
@@ -242,17 +256,31 @@ class Namespace:
         link.vxlan = settings
         return link
 
-    def add_fdb(self, mac: str, dev: str, dst: str, permanent: bool = True) -> FdbEntry:
-        """`bridge fdb append MAC dev VXLAN_DEV dst REMOTE_IP self permanent`: frames for MAC go to that VTEP.
+    def add_fdb(self, mac: str, dev: str, dst: str, permanent: bool = True, append: bool = True) -> FdbEntry:
+        """`bridge fdb append MAC dev VXLAN_DEV dst REMOTE_IP self permanent` (append=False: `bridge fdb add`):
+        frames for MAC go to that VTEP.
 
         The all-zeros MAC is the default entry: unknown and broadcast destinations are sent to every
-        such dst (head-end replication)."""
+        one of its destinations (head-end replication). As Linux 6.18 does it: a MAC's first entry is
+        listed first (newest first); `append` adds another destination, after the MAC's others, only to
+        the all-zeros or a multicast MAC, and leaves a unicast MAC that has one as it is; `add` refuses a
+        MAC that already has an entry ("File exists")."""
         link = self.link(dev, "fdb.dev")
         if link.kind != "vxlan":
             raise LabInputError("fdb.dev", dev, f"a vxlan device of {self.name} (a `dst` entry belongs to a VTEP)")
         entry = FdbEntry(parse_mac(mac, "fdb.mac"), dev, None, permanent=permanent, dst=parse_ipv4_address(dst, "fdb.dst"))
-        if entry not in self.fdb:
-            self.fdb.append(entry)
+        same = [i for i, e in enumerate(self.fdb) if e.port == dev and e.dst is not None and e.mac == entry.mac]
+        if not same:
+            self.fdb.insert(0, entry)
+            return entry
+        if not append:
+            raise LabInputError("fdb.mac", mac, f"a MAC without an FDB entry on {dev} (File exists; "
+                                                "append adds another destination to the all-zeros entry)")
+        existing = [self.fdb[i] for i in same]
+        group = entry.mac == ZERO_MAC or int(entry.mac[:2], 16) & 1
+        if not group or entry.dst in {e.dst for e in existing}:
+            return next((e for e in existing if e.dst == entry.dst), existing[0])
+        self.fdb.insert(same[-1] + 1, entry)
         return entry
 
     def add_address(self, dev: str, address: str | IPv4Interface, broadcast: bool = True) -> IPv4Interface:
@@ -514,9 +542,13 @@ class Namespace:
         """`ip rule list`."""
         return "\n".join(str(r) for r in sorted(self.rules, key=lambda r: r.priority))
 
-    def ip_neigh(self) -> str:
-        """`ip neigh show` (entry states are the ones right after the modelled traffic)."""
-        return "\n".join(str(n) for n in self.neighbours)
+    def ip_neigh(self, dev: str | None = None) -> str:
+        """`ip neigh show [dev DEV]` (entry states are the ones right after the modelled traffic). The
+        entries come in the order they were made; the kernel lists them in its hash table's order."""
+        if dev is None:
+            return "\n".join(n.line() for n in self.neighbours)
+        self.link(dev)
+        return "\n".join(n.line(with_dev=False) for n in self.neighbours if n.dev == dev)
 
     def arp_a(self) -> str:
         """`arp -a` from net-tools, the older view of the same neighbour table."""
@@ -533,7 +565,7 @@ class Namespace:
         lines = []
         for link in sorted(self.links.values(), key=lambda lk: lk.index):
             if link.kind == "vxlan" and link.master is None:
-                lines += [str(e) for e in self.fdb if e.port == link.name and e.dst is not None]
+                lines += [str(e) for e in self.vxlan_fdb(link.name)]
             if link.kind != "bridge":
                 continue
             lines.append(str(FdbEntry(link.mac, link.name, link.name, permanent=True)))
@@ -544,8 +576,50 @@ class Namespace:
         return "\n".join(lines)
 
     def vxlan_fdb(self, dev: str) -> list[FdbEntry]:
-        """A vxlan device's own entries (`bridge fdb show dev DEV`'s `dst` lines)."""
+        """A vxlan device's own entries (`bridge fdb show dev DEV`'s `dst` lines), in the kernel's order."""
         return [e for e in self.fdb if e.port == dev and e.dst is not None]
+
+    def vxlan_fdb_show(self, dev: str) -> str:
+        """`bridge fdb show dev DEV` for a vxlan device: its `dst` entries, newest MAC first."""
+        return "\n".join(e.line(with_dev=False) for e in self.vxlan_fdb(dev))
+
+    def vxlan_lookup(self, dev: str, mac: str) -> list[FdbEntry]:
+        """The FDB entries vxlan device dev sends a frame for the inner destination mac by (vxlan_xmit):
+        the MAC's own, else the all-zeros default entries (the frame goes to each of their VTEPs, as a
+        broadcast does), else none (the frame is dropped)."""
+        wanted = parse_mac(mac, "inner_dst_mac")
+        entries = self.vxlan_fdb(dev)
+        return [e for e in entries if e.mac == wanted] or [e for e in entries if e.mac == ZERO_MAC]
+
+    def vxlan_learn(self, dev: str, inner_src: str, outer_src: str) -> str:
+        """What a VXLAN packet received on vxlan device dev teaches it: inner source MAC → the VTEP it came
+        from (outer source address), as the kernel's vxlan_snoop does. Returns what happened:
+
+        - "off": the device has `nolearning` (flannel's): nothing learned, the packet goes on;
+        - "known": the MAC's entry already names that VTEP;
+        - "learned": a new entry, not permanent (it ages out), listed first;
+        - "migrated": a learned entry named another VTEP; it now names this one, in place;
+        - "static": a permanent entry names another VTEP. The kernel never moves a static entry: it
+          leaves it as it is and drops the packet (checked on Linux 6.18).
+        """
+        settings = self.link(dev).vxlan
+        if settings is None:
+            raise LabInputError("dev", dev, f"a vxlan device of {self.name}")
+        if not settings.learning:
+            return "off"
+        mac = parse_mac(inner_src, "inner_src_mac")
+        src = parse_ipv4_address(outer_src, "outer_src")
+        index = next((i for i, e in enumerate(self.fdb) if e.port == dev and e.dst is not None and e.mac == mac), None)
+        if index is None:
+            self.fdb.insert(0, FdbEntry(mac, dev, None, permanent=False, dst=src))
+            return "learned"
+        entry = self.fdb[index]
+        if entry.dst == src:
+            return "known"
+        if entry.permanent:
+            return "static"
+        self.fdb[index] = FdbEntry(mac, dev, None, permanent=False, dst=src)
+        return "migrated"
 
     def learned_fdb(self) -> list[FdbEntry]:
         """Only the learned (non-permanent) bridge FDB entries: what traffic taught the bridge."""

@@ -6,21 +6,26 @@ way Linux's `vxlan` driver does it, which is what flannel's `flannel.1` and Cali
 - :func:`vxlan_packet` wraps a pod's Ethernet frame in UDP/IP as the device's transmit path does
   (outer IPv4 or IPv6, UDP source port from the inner flow, the 8-byte header with the I flag and VNI);
   :func:`vxlan_decapsulate` is the receive side.
-- :class:`Vtep` is one vxlan device's forwarding database and neighbour entries: learning from
-  received packets (the default) versus flannel's static entries (`nolearning`), printed as
-  `bridge fdb show dev flannel.1` and `ip neigh show dev flannel.1` print them.
+- :class:`Vtep` is one vxlan device on a namespace of its own: its forwarding database and neighbour
+  entries, learning from received packets (the default) versus flannel's static entries
+  (`nolearning`), printed as `bridge fdb show dev flannel.1` and `ip neigh show dev flannel.1` print
+  them. The forwarding itself is :class:`labsupport.host.Namespace`'s, the same the packet engine
+  (:class:`labsupport.pod_network.Engine`) uses for a cluster node's `flannel.1`.
 - :func:`overhead` and :func:`pod_mtu` are the MTU arithmetic (1500 − 50 = flannel's 1450).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TYPE_CHECKING
 
-from labsupport.addressing import ZERO_MAC, parse_ipv4_address, parse_mac
+from labsupport.addressing import parse_ipv4_address, parse_mac
 from labsupport.errors import LabInputError
 from labsupport.packets import concrete
+
+if TYPE_CHECKING:
+    from labsupport.host import FdbEntry, Neighbour
 
 LINUX_VXLAN_PORT = 8472  # drivers/net/vxlan: "the Linux default is 8472 for compatibility with early adopters"
 IANA_VXLAN_PORT = 4789  # RFC 7348
@@ -49,8 +54,10 @@ def outer_addresses(outer_src: object, outer_dst: object) -> tuple[IPv4Address |
     return src, dst
 
 
-def outer_ip(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address, proto: int, ttl: int, ip_id: int):
-    """The outer IP header a Linux tunnel device writes: TTL 64 ("ttl auto"), TOS 0, DF clear, fixed IP id.
+def outer_ip(src: IPv4Address | IPv6Address, dst: IPv4Address | IPv6Address, proto: int, ttl: int = 64,
+             ip_id: int = 0):
+    """The outer IP header a Linux tunnel device writes: TTL 64 ("ttl auto"), TOS 0, DF clear, and a
+    fixed IP id (0, so the model reproduces; the kernel's varies).
 
     For IPv6: hop limit = ttl, traffic class 0, flow label 0. The proto is the IPv4 protocol
     number or IPv6 next header (17 UDP, 4 IPIP, 41 IPv6, 47 GRE).
@@ -74,9 +81,9 @@ def check_range(value: object, field: str, low: int, high: int) -> int:
     return number
 
 
-def check_vni(vni: object) -> int:
+def check_vni(vni: object, field: str = "vni") -> int:
     """The VXLAN Network Identifier: 24 bits, 0 to 16777215 (`ip link add … type vxlan id VNI`)."""
-    return check_range(vni, "vni", 0, MAX_VNI)
+    return check_range(vni, field, 0, MAX_VNI)
 
 
 def _ether(frame, field: str):
@@ -93,12 +100,15 @@ def flow_source_port(inner_frame) -> int:
     Linux's `udp_flow_src_port()` takes the skb's flow hash (addresses, protocol and ports of the
     inner packet, or the two MACs when there is no IP), folds it (`hash ^= hash << 16`) and scales
     it into the local port range (`net.ipv4.ip_local_port_range`, 32768–60999 by default):
-    `((u64) hash * (max - min)) >> 32) + min`. The kernel's hash is keyed with a random seed chosen
-    at boot, so the real port differs from machine to machine and boot to boot; this model uses
-    SHA-256 of the same fields instead, so one flow always gets the same port here and different
-    flows (usually) different ones, which is what ECMP in the underlay relies on. Like the kernel's
-    (`__flow_hash_consistentify()` puts the lower address, then the lower port, first), the hash is
-    symmetric: a request and its reply leave with the same source port, as the kernel twin saw.
+    `((u64) hash * (max - min)) >> 32) + min`. The kernel's hash is keyed with a random secret each
+    machine chooses at boot, so the real port differs from machine to machine and boot to boot; this
+    model uses SHA-256 of the same fields instead, so one flow always gets the same port here and
+    different flows (usually) different ones, which is what ECMP in the underlay relies on. The
+    kernel's hash is symmetric (`__flow_hash_consistentify()` puts the lower address, then the lower
+    port, first), and so is this one: within ONE kernel a request and its reply leave with the same
+    source port, as the kernel twin saw (its two nodes are namespaces sharing one kernel). On two
+    real nodes the request is hashed on node-1 and the reply on node-2, each with its own secret, so
+    their ports differ; the model, one hash for the whole cluster, behaves like the twin.
     RFC 7348 suggests 49152–65535; Linux uses its local port range.
     """
     from scapy.layers.inet import IP, TCP, UDP
@@ -128,8 +138,6 @@ def vxlan_packet(
     outer_dst,
     vni: int = 1,
     dstport: int = LINUX_VXLAN_PORT,
-    ttl: int = 64,
-    ip_id: int = 0,
     udp_checksum: bool = True,
 ):
     """Encapsulate a pod's Ethernet frame as a Linux vxlan device sends it: outer IP / UDP / VXLAN / frame.
@@ -139,8 +147,8 @@ def vxlan_packet(
     IPv6 when the endpoints are IPv6) without an outer Ethernet header: the node's own stack routes
     it and adds Ethernet after ARP, as the kernel does.
 
-    - Outer IP: TTL 64 (`ttl auto`), TOS 0, DF clear (the driver's defaults), IP id ip_id (fixed so
-      the model reproduces; the kernel's varies).
+    - Outer IP: TTL 64 (`ttl auto`), TOS 0, DF clear (the driver's defaults), IP id 0 (fixed so the
+      model reproduces; the kernel's varies): :func:`outer_ip`.
     - UDP: destination port dstport (Linux default 8472, IANA 4789), source port from
       :func:`flow_source_port`. udp_checksum=True matches this kernel's default (`ip -d link show`
       prints `udpcsum` for a new IPv4 vxlan device, and captured frames carry a checksum);
@@ -156,7 +164,7 @@ def vxlan_packet(
     vni_value = check_vni(vni)
     port = check_range(dstport, "dstport", 1, 65535)
     udp = UDP(sport=flow_source_port(frame), dport=port, chksum=None if udp_checksum else 0)
-    return concrete(outer_ip(src, dst, 17, ttl, ip_id) / udp / VXLAN(flags=0x08, vni=vni_value) / frame.copy())
+    return concrete(outer_ip(src, dst, 17) / udp / VXLAN(flags=0x08, vni=vni_value) / frame.copy())
 
 
 def vxlan_decapsulate(packet_or_frame) -> tuple[int, object]:
@@ -192,12 +200,12 @@ def overhead(encapsulation: str = "vxlan", underlay: str = "ipv4", inner_vlan: b
     encapsulations ("ipip", "gre", "gretap", "sit", "geneve", "none") are in
     :func:`labsupport.tunneling.overhead` and are answered from there.
     """
-    if underlay not in UNDERLAYS:
-        raise LabInputError("underlay", underlay, f"one of {', '.join(UNDERLAYS)}")
     if encapsulation != "vxlan":
         from labsupport.tunneling import overhead as tunnel_overhead
 
         return tunnel_overhead(encapsulation, underlay=underlay, inner_vlan=inner_vlan)
+    if underlay not in UNDERLAYS:
+        raise LabInputError("underlay", underlay, f"one of {', '.join(UNDERLAYS)}")
     return OUTER_IP_HEADER[underlay] + UDP_HEADER + VXLAN_HEADER + ETHERNET_HEADER + (VLAN_TAG if inner_vlan else 0)
 
 
@@ -228,132 +236,107 @@ def mtu_left(underlay_mtu: int, cost: int, what: str, inner: str = "ipv4") -> in
 # --- the VTEP: forwarding database and neighbour entries --------------------------------------------
 
 
-@dataclass(frozen=True)
-class VxlanFdbEntry:
-    """One entry of a vxlan device's FDB: inner MAC → remote VTEP address (`bridge fdb … dev flannel.1`).
-
-    The all-zeros MAC is the default destination: unknown and broadcast frames go to every such dst
-    (head-end replication). permanent = added by hand or by flannel; otherwise learned.
-    """
-
-    mac: str
-    dst: IPv4Address
-    dev: str
-    permanent: bool = True
-
-    def line(self, with_dev: bool = False) -> str:
-        """The line `bridge fdb show dev DEV` prints (with_dev: as plain `bridge fdb show` prints it).
-
-        iproute2 prints the state word after "self"; a learned entry has none, which leaves a trailing space.
-        """
-        dev = f" dev {self.dev}" if with_dev else ""
-        return f"{self.mac}{dev} dst {self.dst} self " + ("permanent" if self.permanent else "")
-
-    def to_json(self) -> dict:
-        """As `bridge -j fdb show dev DEV` prints it."""
-        return {"mac": self.mac, "dst": str(self.dst), "flags": ["self"], "state": "permanent" if self.permanent else ""}
-
-
-@dataclass(frozen=True)
-class VtepNeighbour:
-    """A neighbour entry on the vxlan device: remote VTEP's overlay address → its device MAC."""
-
-    ip: IPv4Address
-    mac: str
-    dev: str
-    state: str = "PERMANENT"
-
-    def line(self, with_dev: bool = False) -> str:
-        """The line `ip neigh show dev DEV` prints (iproute2 ends it with a space)."""
-        dev = f" dev {self.dev}" if with_dev else ""
-        return f"{self.ip}{dev} lladdr {self.mac} {self.state} "
-
-
-@dataclass
 class Vtep:
-    """One vxlan device (a VXLAN Tunnel End Point): its VNI, local address, and the tables it forwards by.
+    """One vxlan device (a VXLAN Tunnel End Point) on a namespace of its own: its VNI, local address, and
+    the tables it forwards by.
 
-    learning=True is the kernel's default (`ip link add vx type vxlan id 1 …`): a received
-    packet teaches inner source MAC → outer source IP. flannel creates `flannel.1` with `nolearning`
-    and writes one permanent FDB entry and one permanent neighbour entry per remote node instead.
+    learning=True is the kernel's default (`ip link add vx type vxlan id 1 …`): a received packet
+    teaches inner source MAC → outer source IP. flannel creates `flannel.1` with `nolearning` and
+    writes one permanent FDB entry and one permanent neighbour entry per remote node instead.
+
+    A view over :class:`labsupport.host.Namespace`: the device and its entries live in `namespace`,
+    and the forwarding (`vxlan_lookup`, `vxlan_learn`, `add_fdb`, the printing) is the namespace's,
+    which the packet engine uses for the VTEPs of a cluster's nodes too.
     """
 
-    name: str
-    vni: int
-    local: IPv4Address
-    mac: str
-    dstport: int = LINUX_VXLAN_PORT
-    learning: bool = True
-    fdb: list[VxlanFdbEntry] = field(default_factory=list)
-    neighbours: list[VtepNeighbour] = field(default_factory=list)
+    def __init__(self, name: str, vni: int, local: str, mac: str, dstport: int = LINUX_VXLAN_PORT,
+                 learning: bool = True) -> None:
+        """`ip link add NAME address MAC type vxlan id VNI local LOCAL dstport PORT [nolearning]`."""
+        from labsupport.host import Namespace  # host imports this module (check_vni, check_range)
 
-    def __post_init__(self) -> None:
-        self.vni = check_vni(self.vni)
-        self.local = parse_ipv4_address(self.local, "local")
-        self.mac = parse_mac(self.mac, "mac")
-        self.dstport = check_range(self.dstport, "dstport", 1, 65535)
+        self.name = name
+        self.namespace = Namespace("node", role="node")
+        address = parse_ipv4_address(local, "vxlan.local")  # a VTEP of its own sends from its own address
+        self.namespace.add_vxlan(name, vni, dstport, mac, local=str(address), learning=learning)
 
-    def fdb_add(self, mac: str, dst: str, append: bool = False) -> VxlanFdbEntry:
+    @property
+    def vni(self) -> int:
+        """`id VNI`."""
+        return self.namespace.links[self.name].vxlan.vni
+
+    @property
+    def local(self) -> IPv4Address:
+        """`local ADDRESS`: the outer source address of what it sends."""
+        return self.namespace.links[self.name].vxlan.local
+
+    @property
+    def dstport(self) -> int:
+        """`dstport PORT`: the outer UDP destination port."""
+        return self.namespace.links[self.name].vxlan.dstport
+
+    @property
+    def fdb(self) -> list[FdbEntry]:
+        """Its FDB entries (MAC → remote VTEP), newest MAC first, as `bridge fdb show dev NAME` lists them."""
+        return self.namespace.vxlan_fdb(self.name)
+
+    @property
+    def neighbours(self) -> list[Neighbour]:
+        """Its neighbour entries (a remote VTEP's overlay address → its device MAC)."""
+        return [n for n in self.namespace.neighbours if n.dev == self.name]
+
+    def fdb_add(self, mac: str, dst: str, append: bool = False) -> FdbEntry:
         """`bridge fdb add MAC dev DEV dst DST self permanent` (or `bridge fdb append` for another
         all-zeros default destination: several dsts per MAC only with append)."""
-        entry = VxlanFdbEntry(parse_mac(mac, "mac"), parse_ipv4_address(dst, "dst"), self.name)
-        taken = [e for e in self.fdb if e.mac == entry.mac]
-        if taken and not append:
-            raise LabInputError("mac", mac, f"a MAC without an FDB entry on {self.name} (use append to add a destination)")
-        if entry not in self.fdb:
-            self.fdb.insert(0, entry)  # the kernel lists the newest entry first
-        return entry
+        return self.namespace.add_fdb(mac, self.name, dst, append=append)
 
-    def neigh_add(self, ip: str, mac: str) -> VtepNeighbour:
+    def neigh_add(self, ip: str, mac: str) -> Neighbour:
         """`ip neigh add IP dev DEV lladdr MAC nud permanent` (flannel: the remote VTEP's overlay address)."""
-        entry = VtepNeighbour(parse_ipv4_address(ip, "ip"), parse_mac(mac, "lladdr"), self.name)
-        self.neighbours = [n for n in self.neighbours if n.ip != entry.ip] + [entry]
-        return entry
+        return self.namespace.add_neighbour(ip, mac, self.name, "PERMANENT")
 
-    def learn(self, inner_src_mac: str, outer_src: str) -> VxlanFdbEntry | None:
+    def learn(self, inner_src_mac: str, outer_src: str) -> FdbEntry | None:
         """What receiving a VXLAN packet teaches the device: inner source MAC → outer source IP.
 
-        Only with learning on (the kernel's default); flannel's `nolearning` device learns nothing
-        (returns None). A learned entry replaces an older learned one; permanent entries win.
+        The entry learned (or moved to a new VTEP), else None: with `nolearning` (flannel's), or when
+        an entry already says so, or when a permanent entry names another VTEP (the kernel never moves
+        a static entry; :meth:`receive` drops such a packet).
         """
-        if not self.learning:
+        if self.namespace.vxlan_learn(self.name, inner_src_mac, outer_src) not in ("learned", "migrated"):
             return None
         mac = parse_mac(inner_src_mac, "inner_src_mac")
-        dst = parse_ipv4_address(outer_src, "outer_src")
-        if any(e.mac == mac and e.permanent for e in self.fdb):
-            return None
-        entry = VxlanFdbEntry(mac, dst, self.name, permanent=False)
-        self.fdb = [entry] + [e for e in self.fdb if e.mac != mac]
-        return entry
+        return next(e for e in self.fdb if e.mac == mac)
 
     def lookup(self, inner_dst_mac: str) -> list[IPv4Address]:
         """Where the device sends a frame for inner_dst_mac: the entry's dst, or else every all-zeros
         default dst (flooding), or [] (the frame is dropped)."""
-        mac = parse_mac(inner_dst_mac, "inner_dst_mac")
-        exact = [e.dst for e in self.fdb if e.mac == mac]
-        return exact or [e.dst for e in self.fdb if e.mac == ZERO_MAC]
+        return [e.dst for e in self.namespace.vxlan_lookup(self.name, inner_dst_mac)]
 
     def bridge_fdb_show(self) -> str:
         """`bridge fdb show dev NAME`."""
-        return "\n".join(e.line() for e in self.fdb)
+        return self.namespace.vxlan_fdb_show(self.name)
 
     def ip_neigh_show(self) -> str:
         """`ip neigh show dev NAME`."""
-        return "\n".join(n.line() for n in self.neighbours)
+        return self.namespace.ip_neigh(dev=self.name)
 
-    def encapsulate(self, inner_frame, ip_id: int = 0):
+    def encapsulate(self, inner_frame) -> list:
         """Send one inner frame: look its destination MAC up and build one packet per remote VTEP."""
         frame = _ether(inner_frame, "inner_frame")
-        return [vxlan_packet(frame, self.local, dst, vni=self.vni, dstport=self.dstport, ip_id=ip_id)
-                for dst in self.lookup(frame.dst)]
+        return [vxlan_packet(frame, self.local, dst, vni=self.vni, dstport=self.dstport) for dst in self.lookup(frame.dst)]
 
     def receive(self, packet) -> object:
-        """Receive one outer packet: check the VNI, learn (if learning), return the inner frame."""
+        """Receive one outer packet: check the VNI, learn (if learning), return the inner frame.
+
+        The kernel drops a packet for another VNI, and (with learning on) one whose inner source MAC
+        has a permanent entry naming another VTEP: both raise the one error.
+        """
         from scapy.layers.inet import IP
 
         vni, inner = vxlan_decapsulate(packet)
         if vni != self.vni:
             raise LabInputError("vni", vni, f"{self.vni}: {self.name} drops packets for other VNIs")
-        if IP in packet:
-            self.learn(inner.src, str(packet[IP].src))
+        if IP in packet and self.namespace.vxlan_learn(self.name, inner.src, packet[IP].src) == "static":
+            raise LabInputError(
+                "packet", f"{inner.src} from VTEP {packet[IP].src}",
+                f"a VTEP its permanent FDB entry names: {self.name} drops it and keeps the entry",
+            )
         return inner

@@ -14,9 +14,14 @@ from labsupport.errors import LabInputError
 
 
 def layers(packet) -> list:
-    """The layers of a scapy packet, outermost first (each a scapy Packet whose payload is the next)."""
-    from scapy.packet import NoPayload
+    """The layers of a scapy packet, outermost first (each a scapy Packet whose payload is the next).
 
+    Anything but a scapy packet is the one error (field "frame"): every view of this module starts here.
+    """
+    from scapy.packet import NoPayload, Packet
+
+    if not isinstance(packet, Packet):
+        raise LabInputError("frame", type(packet).__name__, "a scapy packet or frame, such as Ether() / IP() / ICMP()")
     out = []
     layer = packet
     while layer is not None and not isinstance(layer, NoPayload):
@@ -206,6 +211,16 @@ def _annotate(packet) -> tuple[ByteRange, ...]:
         out += ranges
         position += length
     return tuple(out)
+
+
+def layer_sizes(frame) -> list[tuple[str, int]]:
+    """Each layer's label and size in bytes, outermost first, a header's options counted with it:
+    [("outer Ethernet", 14), ("outer IPv4", 20), ("UDP", 8), ("VXLAN", 8), ("inner Ethernet", 14), …]."""
+    sizes: dict[str, int] = {}
+    for item in annotate(frame):
+        name = item.layer.split(" option ")[0]
+        sizes[name] = sizes.get(name, 0) + item.end - item.start
+    return list(sizes.items())
 
 
 class HexRow(NamedTuple):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network
 
+from labsupport import overlay, tunneling
 from labsupport.addressing import (
     BROADCAST_MAC,
     ZERO_MAC,
@@ -34,6 +35,7 @@ from labsupport.addressing import (
 )
 from labsupport.errors import LabInputError
 from labsupport.host import FdbEntry, Namespace
+from labsupport.tunneling import IPPROTO_IPIP
 
 MAX_PODS = 8
 PING_PAYLOAD = bytes(16) + bytes(range(0x10, 0x38))  # ping's 56 bytes: a zeroed timestamp, then its pattern
@@ -333,7 +335,6 @@ class Segment:
 # ingress, a userspace daemon reading a device or a UDP socket. It is called with the engine, the
 # namespace, the device (or port) and the frame (or packet); it returns True when it took it.
 Hook = Callable[["Engine", str, str, object], bool]
-HOOK_PLACES = ("ingress", "egress", "udp")  # a frame received on a device, sent to one, a datagram to a port
 
 
 class Engine:
@@ -343,9 +344,11 @@ class Engine:
     and a packet waiting for ARP sits in the neighbour's queue until the reply comes (arp_queue).
     Devices on a :class:`Segment` reach each other; a device on none leads out of the model.
     vxlan devices encapsulate (FDB lookup of the inner destination MAC → remote VTEP) and the UDP
-    port of a vxlan device decapsulates; `tunl0` (ipip) encapsulates towards its route's gateway.
-    hooks holds :data:`Hook` functions by (namespace, place, device or port), place one of
-    :data:`HOOK_PLACES`.
+    port of a vxlan device decapsulates, by the namespace's VTEP methods (`vxlan_lookup`,
+    `vxlan_learn`), which :class:`labsupport.overlay.Vtep` uses too; `tunl0` (ipip) encapsulates
+    towards its route's gateway. hooks holds :data:`Hook` functions by (namespace, place, device or
+    port), place "ingress" (a frame received on a device), "egress" (a frame sent to one) or "udp"
+    (a datagram for a local port).
     """
 
     def __init__(
@@ -366,10 +369,12 @@ class Engine:
         self.tunnel_info: tuple[IPv4Address, int] | None = None
 
     def run(self) -> None:
+        """Deliver the frames in flight, oldest first, until none is left (the packets' way ends)."""
         while self.wire:
             self.wire.popleft()()
 
     def record(self, ns: str, dev: str, event: str, frame=None) -> None:
+        """Note one hop: where (namespace, device), what happened, and the frame as captured there."""
         if len(self.hops) > 500:
             raise RuntimeError("packet walk did not converge: a forwarding loop in the model")
         # Frames are never changed once sent (forwarding changes a copy), so a hop can keep the frame itself.
@@ -378,6 +383,8 @@ class Engine:
     # layer 3: sending and forwarding
 
     def send_ip(self, ns_name: str, packet) -> None:
+        """A packet the namespace itself sends (ip_local_out): route lookup (`ip route get`), then a
+        local destination is looped back over `lo`, a blackhole drops it, anything else is output."""
         ns = self.namespaces[ns_name]
         decision = ns.route_get(packet.dst, src=packet.src)
         self.record(ns_name, decision.route.dev or "-", f"route lookup for {packet.dst}: {decision.explain()}")
@@ -391,6 +398,9 @@ class Engine:
         self.output(ns_name, decision.route, packet)
 
     def output(self, ns_name: str, route, packet) -> None:
+        """Send a routed packet out of the route's device (ip_output → ip_finish_output2 →
+        neigh_output): an ipip device encapsulates; otherwise the next hop's neighbour entry gives the
+        destination MAC, and without one the packet waits while ARP asks (neigh_resolve_output)."""
         ns = self.namespaces[ns_name]
         if ns.links[route.dev].kind == "ipip":
             self.ipip_transmit(ns_name, route, packet)
@@ -410,6 +420,8 @@ class Engine:
         self.send_frame(ns_name, route.dev, entry.mac, nexthop, packet)
 
     def send_frame(self, ns_name: str, dev: str, mac: str, nexthop: IPv4Address, packet) -> None:
+        """Put the packet in an Ethernet frame from dev's MAC to the next hop's (neigh_hh_output /
+        dev_hard_header) and transmit it."""
         from scapy.layers.l2 import Ether
 
         link = self.namespaces[ns_name].links[dev]
@@ -419,6 +431,7 @@ class Engine:
         self.transmit(ns_name, dev, frame)
 
     def arp_request(self, ns_name: str, dev: str, nexthop: IPv4Address, src: IPv4Address) -> None:
+        """Broadcast ARP who-has nexthop tell src on dev (arp_solicit), the packet queued meanwhile."""
         from scapy.layers.l2 import ARP, Ether
 
         link = self.namespaces[ns_name].links[dev]
@@ -434,6 +447,10 @@ class Engine:
     # layer 2: links, the bridge and the underlay
 
     def transmit(self, ns_name: str, dev: str, frame) -> None:
+        """A frame sent on dev (dev_queue_xmit → the driver's xmit): an egress hook may take it; a
+        bridge floods or forwards it (br_dev_xmit), a veth hands it to its peer (veth_xmit), a vxlan
+        device encapsulates it (vxlan_xmit), a device on a segment puts it on the wire; any other
+        device leads out of the model."""
         link = self.namespaces[ns_name].links[dev]
         hook = self.hooks.get((ns_name, "egress", dev))
         if hook is not None and hook(self, ns_name, dev, frame):
@@ -452,6 +469,8 @@ class Engine:
             self.record(ns_name, dev, "leaves the node on its uplink: beyond this model", frame)
 
     def switch(self, segment: Segment, came_from: tuple[str, str], frame) -> None:
+        """The underlay between namespaces: a switch that knows every port's MAC (unicast to its owner,
+        broadcast and unknown MACs flooded), or a cloud fabric answering ARP itself."""
         from scapy.layers.l2 import ARP, Ether
 
         if segment.fabric_arp and frame.type == ETH_P_ARP and frame[ARP].op == 1:
@@ -472,6 +491,8 @@ class Engine:
             self.wire.append(lambda ns_name=ns_name, dev=dev: self.receive(ns_name, dev, frame))
 
     def receive(self, ns_name: str, dev: str, frame) -> None:
+        """A frame arriving on dev (netif_receive_skb): an ingress hook (tc ingress) may take it; a
+        bridge port hands it to its bridge (br_handle_frame), other devices to the layer-2 input."""
         link = self.namespaces[ns_name].links[dev]
         self.record(ns_name, dev, f"receives {_describe(frame)}", frame)
         hook = self.hooks.get((ns_name, "ingress", dev))
@@ -483,6 +504,9 @@ class Engine:
             self.l2_input(ns_name, dev, frame)
 
     def bridge_forward(self, ns_name: str, bridge: str, in_port: str | None, frame) -> None:
+        """The bridge's forwarding (br_handle_frame → br_handle_frame_finish, or br_dev_xmit when the
+        node itself sends on the bridge, in_port None): learn the source MAC's port, pass a frame for the
+        bridge's own MAC up, forward a known MAC to its port, flood the rest (and pass a copy up)."""
         ns = self.namespaces[ns_name]
         br = ns.links[bridge]
         mine = [e for e in ns.fdb if e.bridge == bridge]
@@ -513,6 +537,8 @@ class Engine:
             self.l2_input(ns_name, bridge, frame)
 
     def l2_input(self, ns_name: str, dev: str, frame) -> None:
+        """A frame for this device's stack (__netif_receive_skb_core → the EtherType's handler): ignored
+        unless it is for dev's MAC or broadcast; ARP to arp_rcv, IPv4 to ip_rcv."""
         link = self.namespaces[ns_name].links[dev]
         if frame.dst not in (link.mac, BROADCAST_MAC):
             self.record(ns_name, dev, f"not addressed to {link.mac}: ignored")
@@ -522,6 +548,9 @@ class Engine:
             self.ip_input(ns_name, dev, frame.payload)
 
     def arp_input(self, ns_name: str, dev: str, frame) -> None:
+        """arp_rcv → arp_process: a reply fills the neighbour entry (REACHABLE) and releases the queued
+        packets; a request for a local address (or, with proxy_arp, one routed out of another device)
+        is answered, the asker noted STALE."""
         from scapy.layers.l2 import ARP, Ether
 
         ns = self.namespaces[ns_name]
@@ -559,6 +588,9 @@ class Engine:
         return route.kind == "unicast" and route.dev != dev
 
     def ip_input(self, ns_name: str, dev: str, packet) -> None:
+        """ip_rcv → ip_rcv_finish's route lookup: a local destination is delivered (ip_local_deliver);
+        otherwise, with ip_forward on, the packet is forwarded (ip_forward: TTL − 1) and output, or
+        dropped (no route, a blackhole, forwarding off)."""
         ns = self.namespaces[ns_name]
         dst = IPv4Address(packet.dst)
         if ns.owns(dst):
@@ -582,6 +614,9 @@ class Engine:
         self.output(ns_name, decision.route, packet)
 
     def deliver(self, ns_name: str, dev: str, packet) -> None:
+        """ip_local_deliver: a tunnel's packet is decapsulated (IPIP's protocol 4, a vxlan device's UDP
+        port), a datagram for a hooked UDP port goes to its daemon, an echo request is answered (icmp_echo),
+        an echo reply or datagram reaches its socket."""
         from scapy.layers.inet import ICMP, IP, UDP
 
         if self.decapsulate(ns_name, packet):
@@ -606,20 +641,21 @@ class Engine:
     # tunnels: VXLAN and IPIP
 
     def vxlan_transmit(self, ns_name: str, dev: str, frame, remote: IPv4Address | None = None, vni: int | None = None) -> None:
-        """What the vxlan driver does with a frame sent on dev: look the inner destination MAC up in the
-        device's FDB (or take remote and VNI from the sender, for an `external` device), put the
-        frame in UDP to each remote VTEP found, and route that packet as the node's own."""
+        """What the vxlan driver does with a frame sent on dev (vxlan_xmit): look the inner destination
+        MAC up in the device's FDB (`Namespace.vxlan_lookup`; or take remote and VNI from the sender, for
+        an `external` device), put the frame in UDP to each remote VTEP found, and route that packet as
+        the node's own (udp_tunnel_xmit_skb)."""
         ns = self.namespaces[ns_name]
         settings = ns.links[dev].vxlan
         if remote is not None:
             remotes, why = [remote], f"the sender gives the tunnel: remote {remote}"
         else:
-            fdb = ns.vxlan_fdb(dev)
-            remotes = [e.dst for e in fdb if e.mac == frame.dst]
-            why = f"FDB: {frame.dst} is behind VTEP {', '.join(map(str, remotes))}"
-            if not remotes:
-                remotes = [e.dst for e in fdb if e.mac == ZERO_MAC]
+            entries = ns.vxlan_lookup(dev, frame.dst)
+            remotes = [e.dst for e in entries]
+            if entries and entries[0].mac == ZERO_MAC and frame.dst != ZERO_MAC:
                 why = f"FDB: no entry for {frame.dst}: the default entries send it to {', '.join(map(str, remotes))}"
+            else:
+                why = f"FDB: {frame.dst} is behind VTEP {', '.join(map(str, remotes))}"
         if not remotes:
             self.record(ns_name, dev, f"FDB of {dev} has no entry for {frame.dst} and no default: dropped")
             return
@@ -631,7 +667,8 @@ class Engine:
             self.send_ip(ns_name, outer)
 
     def ipip_transmit(self, ns_name: str, route, packet) -> None:
-        """What `tunl0` (ipip, remote any) does: the outer destination is the route's gateway."""
+        """What `tunl0` (ipip, remote any) does with a packet routed to it (ipip_tunnel_xmit): the outer
+        destination is the route's gateway."""
         ns = self.namespaces[ns_name]
         self.record(ns_name, route.dev, f"sends {_describe(packet)} into {route.dev}", packet)
         if route.via is None:
@@ -641,16 +678,17 @@ class Engine:
         # `ttl inherit`: the outer header copies the inner TTL; with `nopmtudisc` the outer DF bit is the
         # inner one (ip_tunnel_xmit: df = tnl_params->frag_off | inner DF).
         outer = _ipip_outer(bytes(packet), str(local), str(route.via), packet.ttl, bool(int(packet.flags) & 2))
-        self.record(ns_name, route.dev, f"encapsulates in IPIP (protocol 4), {local} → {route.via}")
+        self.record(ns_name, route.dev, f"encapsulates in IPIP (protocol {IPPROTO_IPIP}), {local} → {route.via}")
         self.send_ip(ns_name, outer)
 
     def decapsulate(self, ns_name: str, packet) -> bool:
-        """A packet for this namespace that is a tunnel's: a vxlan device's UDP port, or IPIP on tunl0.
-        The inner frame (or packet) enters as if received on the tunnel device."""
+        """A packet for this namespace that is a tunnel's: a vxlan device's UDP port (vxlan_rcv), or IPIP
+        on tunl0 (ipip_rcv). The inner frame (or packet) enters as if received on the tunnel device; a
+        learning vxlan device learns its source first (`Namespace.vxlan_learn`, the kernel's vxlan_snoop)."""
         from scapy.layers.inet import UDP
 
         ns = self.namespaces[ns_name]
-        if packet.proto == 4:
+        if packet.proto == IPPROTO_IPIP:
             tunnel = next((lk for lk in ns.links.values() if lk.kind == "ipip"), None)
             if tunnel is None:
                 return False
@@ -671,20 +709,18 @@ class Engine:
         )
         if vxlan is None:
             return False
-        from labsupport import overlay
-
         vni, inner = overlay.vxlan_decapsulate(packet)
         if not vxlan.vxlan.external and vni != vxlan.vxlan.vni:
             self.record(ns_name, vxlan.name, f"VNI {vni} is not {vxlan.name}'s ({vxlan.vxlan.vni}): dropped")
             return True
         self.record(ns_name, vxlan.name, f"UDP port {port} is {vxlan.name}'s: strips the outer headers (VNI {vni})")
-        if vxlan.vxlan.learning:
-            src = IPv4Address(packet.src)
-            known = [e for e in ns.vxlan_fdb(vxlan.name) if e.mac == inner.src]
-            if not known or known[0].dst != src:
-                ns.fdb = [e for e in ns.fdb if not (e.port == vxlan.name and e.mac == inner.src and e.dst is not None)]
-                ns.fdb.append(FdbEntry(inner.src, vxlan.name, None, dst=src))
-                self.record(ns_name, vxlan.name, f"learns {inner.src} is behind VTEP {src}")
+        learned = ns.vxlan_learn(vxlan.name, inner.src, packet.src)
+        if learned == "static":
+            self.record(ns_name, vxlan.name, f"a permanent FDB entry puts {inner.src} behind another VTEP than "
+                                             f"{packet.src}: dropped (a static entry is never moved)")
+            return True
+        if learned in ("learned", "migrated"):
+            self.record(ns_name, vxlan.name, f"learns {inner.src} is behind VTEP {packet.src}")
         self.tunnel_info = (IPv4Address(packet.src), vni)
         self.receive(ns_name, vxlan.name, inner)
         return True
@@ -696,8 +732,6 @@ def _vxlan_outer(frame: bytes, local: str, remote: str, vni: int, dstport: int):
     encapsulates the same frames again, and the result is never changed once sent."""
     from scapy.layers.l2 import Ether
 
-    from labsupport import overlay
-
     return overlay.vxlan_packet(Ether(frame), local, remote, vni=vni, dstport=dstport)
 
 
@@ -705,8 +739,6 @@ def _vxlan_outer(frame: bytes, local: str, remote: str, vni: int, dstport: int):
 def _ipip_outer(packet: bytes, local: str, remote: str, ttl: int, df: bool):
     """tunneling.ipip_packet for a packet given as bytes, remembered like :func:`_vxlan_outer`."""
     from scapy.layers.inet import IP
-
-    from labsupport import tunneling
 
     return tunneling.ipip_packet(IP(packet), local, remote, ttl=ttl, df=df)
 
@@ -719,7 +751,7 @@ def _describe(packet) -> str:
 
     if packet.haslayer(VXLAN):
         return f"VXLAN (VNI {packet[VXLAN].vni}, UDP {packet[UDP].dport}) carrying {_describe(packet[VXLAN].payload)}"
-    if packet.haslayer(IP) and packet[IP].proto == 4:
+    if packet.haslayer(IP) and packet[IP].proto == IPPROTO_IPIP:
         return f"IPIP carrying {_describe(packet[IP].payload)}"
     if packet.haslayer(ARP):
         arp = packet[ARP]

@@ -40,14 +40,11 @@ def colour(layer_label: str) -> str:
 
 
 def layer_sizes(frame) -> list[tuple[str, int, str]]:
-    """Each layer's label, header size in bytes, and one-line description, outermost first."""
-    sizes: dict[str, int] = {}
-    for item in packets.annotate(frame):
-        name = item.layer.split(" option ")[0]
-        sizes[name] = sizes.get(name, 0) + item.end - item.start
+    """Each layer's label, size in bytes (:func:`labsupport.packets.layer_sizes`) and one-line
+    description (:func:`labsupport.packets.layered_summary`), outermost first."""
     described = packets.layered_summary(frame).splitlines()
     return [(name, size, line.strip().removeprefix(name).strip())
-            for (name, size), line in zip(sizes.items(), described, strict=True)]
+            for (name, size), line in zip(packets.layer_sizes(frame), described, strict=True)]
 
 
 def draw_nested(frame, title: str) -> svg.Svg:

@@ -600,6 +600,33 @@ def test_add_vxlan_bad_input(kwargs, field):
     assert "vx0" not in ns.links
 
 
+def test_one_vteps_entries_with_and_without_the_device_newest_mac_first():
+    # Linux 6.18, iproute2 6.1: `bridge fdb show dev flannel.1` and `ip neigh show dev flannel.1` leave the
+    # device out of each line; a MAC added later is listed first.
+    ns = vtep_node()
+    ns.add_fdb("0e:00:00:00:03:00", "flannel.1", dst="192.168.57.10")
+    ns.add_neighbour("10.244.3.0", "0e:00:00:00:03:00", "flannel.1")
+    assert ns.vxlan_fdb_show("flannel.1").splitlines() == [
+        "0e:00:00:00:03:00 dst 192.168.57.10 self permanent",
+        "0e:00:00:00:02:00 dst 192.168.56.11 self permanent",
+    ]
+    assert ns.bridge_fdb().splitlines()[0] == "0e:00:00:00:03:00 dev flannel.1 dst 192.168.57.10 self permanent"
+    assert ns.ip_neigh(dev="flannel.1").splitlines() == [
+        "10.244.2.0 lladdr 0e:00:00:00:02:00 PERMANENT",
+        "10.244.3.0 lladdr 0e:00:00:00:03:00 PERMANENT",
+    ]
+    assert [e.dst for e in ns.vxlan_lookup("flannel.1", "0e:00:00:00:03:00")] == [IPv4Address("192.168.57.10")]
+    assert ns.vxlan_lookup("flannel.1", "ff:ff:ff:ff:ff:ff") == []  # no default entry: dropped
+    assert ns.vxlan_learn("flannel.1", "0e:00:00:00:04:00", "192.168.56.12") == "off"  # nolearning
+    assert len(ns.vxlan_fdb("flannel.1")) == 2
+    with pytest.raises(LabInputError) as excinfo:
+        ns.vxlan_learn("eth0", "0e:00:00:00:04:00", "192.168.56.12")
+    assert excinfo.value.field == "dev"
+    with pytest.raises(LabInputError) as excinfo:
+        ns.add_fdb("0e:00:00:00:03:00", "flannel.1", dst="192.168.57.11", append=False)
+    assert excinfo.value.field == "fdb.mac" and "File exists" in excinfo.value.allowed
+
+
 def test_add_fdb_needs_a_vxlan_device():
     ns = vtep_node()
     with pytest.raises(LabInputError) as excinfo:

@@ -152,3 +152,22 @@ def test_annotation_covers_any_payload(payload, vni, kind, udp) -> None:
         "ipip": lambda: tunneling.ipip_packet(inner[IP], A, B),
     }[kind]()
     assert_covers(packets.ethernet(packet, NODE_1, NODE_2))
+
+
+def test_layer_sizes_add_up_to_the_frame_options_with_their_header() -> None:
+    frame = vxlan_on_wire()
+    assert packets.layer_sizes(frame) == [
+        ("outer Ethernet", 14), ("outer IPv4", 20), ("UDP", 8), ("VXLAN", 8), ("inner Ethernet", 14),
+        ("inner IPv4", 20), ("ICMP", 8), ("payload", 56),
+    ]  # RFC 7348's outer headers, then the pod's 84-byte ping
+    geneve = packets.layer_sizes(SAMPLES["geneve"]())
+    assert ("Geneve", 8 + 12) in geneve  # RFC 8926: 8-byte header + a 4-byte option header and 8 bytes of data
+    assert sum(size for _, size in geneve) == len(bytes(SAMPLES["geneve"]()))
+
+
+@pytest.mark.parametrize("view", [packets.annotate, packets.hexdump, packets.layered_summary, packets.layer_sizes])
+@pytest.mark.parametrize("not_a_packet", [b"\x45\x00", "Ether()", None, 42])
+def test_views_refuse_what_is_not_a_packet(view, not_a_packet) -> None:
+    with pytest.raises(LabInputError) as excinfo:
+        view(not_a_packet)
+    assert excinfo.value.field == "frame" and excinfo.value.value == type(not_a_packet).__name__

@@ -23,11 +23,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labsupport.addressing import cni_mac
+from labsupport.addressing import ZERO_MAC, cni_mac, stable_mac
 from labsupport.errors import LabInputError
+from labsupport.host import Namespace
 from labsupport.pod_network import (
     AWS_LINK_LOCAL_GATEWAY,
     REQUIREMENTS,
+    Engine,
+    Segment,
     aws_vpc_cni_node,
     build_node,
     check_requirements,
@@ -751,3 +754,57 @@ def test_the_largest_node_floods_every_port():
     flood = _hops(w, big.name, "cni0", "broadcast: floods to ")[0].event.removeprefix("broadcast: floods to ")
     assert flood.split(", ") == [_veth_of(big, p) for p in big.pods[1:]] + ["cni0"]
     assert walk(w.node_after, "pod-h", "pod-a").replied
+
+
+# --- learning VTEPs on the engine (the forwarding is host.Namespace's, shared with overlay.Vtep) -----------
+
+
+def learning_vteps() -> dict[str, Namespace]:
+    """Two nodes on one underlay, each with a learning `vxlan0` (the kernel's default) and the all-zeros
+    default entry to the other, as `ip link add vxlan0 type vxlan id 1 local NODE dev eth0 dstport 8472`
+    and `bridge fdb append 00:00:00:00:00:00 dev vxlan0 dst OTHER` make them."""
+    nodes = {}
+    for n, other in ((1, 2), (2, 1)):
+        ns = Namespace(f"node-{n}", role="node", forwarding=True)
+        ns.add_link("eth0", "ether", stable_mac(ns.name, "eth0"))
+        ns.add_address("eth0", f"192.168.56.1{n - 1}/24")
+        ns.add_vxlan("vxlan0", vni=1, dstport=8472, mac=f"0a:00:00:00:00:0{n}", local=f"192.168.56.1{n - 1}", dev="eth0")
+        ns.add_address("vxlan0", f"10.9.0.{n}/24")
+        ns.add_fdb(ZERO_MAC, "vxlan0", f"192.168.56.1{other - 1}")
+        nodes[ns.name] = ns
+    return nodes
+
+
+def ping_over_vxlan(nodes: dict[str, Namespace]) -> Engine:
+    from scapy.layers.inet import ICMP, IP
+
+    engine = Engine(nodes, (Segment("underlay", (("node-1", "eth0"), ("node-2", "eth0"))),))
+    engine.send_ip("node-2", IP(src="10.9.0.2", dst="10.9.0.1", id=0) / ICMP(type=8, id=1, seq=1))
+    engine.run()
+    return engine
+
+
+def test_a_learning_vtep_on_the_engine_learns_the_sender_first_in_its_fdb():
+    nodes = learning_vteps()
+    engine = ping_over_vxlan(nodes)
+    assert any(h.event == "learns 0a:00:00:00:00:02 is behind VTEP 192.168.56.11" for h in engine.hops)
+    assert nodes["node-1"].vxlan_fdb_show("vxlan0").splitlines() == [
+        "0a:00:00:00:00:02 dst 192.168.56.11 self",
+        "00:00:00:00:00:00 dst 192.168.56.11 self permanent",
+    ]
+    assert any(ns == "node-2" and p.src == "10.9.0.1" for ns, p in engine.delivered)  # the echo reply came back
+
+
+def test_a_packet_from_another_vtep_leaves_a_permanent_entry_permanent_and_in_place():
+    """Regression: Engine.decapsulate used to delete a permanent FDB entry and append a learned one. The
+    kernel's vxlan_snoop never moves a static entry and drops the packet (checked on Linux 6.18)."""
+    nodes = learning_vteps()
+    nodes["node-1"].add_fdb("0a:00:00:00:00:02", "vxlan0", "192.168.56.99")
+    nodes["node-1"].add_fdb("0a:00:00:00:00:03", "vxlan0", "192.168.56.13")
+    before = list(nodes["node-1"].vxlan_fdb("vxlan0"))
+    engine = ping_over_vxlan(nodes)
+    assert nodes["node-1"].vxlan_fdb("vxlan0") == before
+    assert [e.permanent for e in before] == [True, True, True]
+    assert any(h.namespace == "node-1" and "permanent FDB entry" in h.event and h.event.endswith("dropped "
+               "(a static entry is never moved)") for h in engine.hops)
+    assert not any(ns == "node-1" for ns, _ in engine.delivered) and not engine.delivered
