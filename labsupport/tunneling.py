@@ -16,19 +16,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labsupport.addressing import parse_ipv4_address
 from labsupport.errors import LabInputError
 from labsupport.overlay import (
     ETHERNET_HEADER,
+    IANA_VXLAN_PORT,
+    LINUX_VXLAN_PORT,
     OUTER_IP_HEADER,
     UDP_HEADER,
     UNDERLAYS,
     VLAN_TAG,
+    VXLAN_HEADER,
     check_range,
     check_vni,
     flow_source_port,
     outer_addresses,
     outer_ip,
+    parse_ip_address,
 )
+from labsupport.overlay import overhead as vxlan_overhead
 from labsupport.packets import concrete
 
 IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE, IPPROTO_UDP = 4, 41, 47, 17
@@ -36,7 +42,10 @@ ETH_P_IP, ETH_P_IPV6, ETH_P_TEB = 0x0800, 0x86DD, 0x6558  # GRE / Geneve protoco
 GENEVE_PORT = 6081
 GENEVE_HEADER = 8
 GENEVE_MAX_OPTIONS = 252  # 6-bit Opt Len in 4-byte words
+GENEVE_MAX_OPTION_DATA = 124  # 5-bit option Length in 4-byte words
 GRE_BASE = 4
+VXLAN_FLAGS_WORD = bytes.fromhex("08000000")  # RFC 7348: the I flag, then 24 reserved bits
+GRE_C, GRE_R, GRE_K, GRE_S = 0x80, 0x40, 0x20, 0x10  # the flag bits of the first byte (RFC 1701, RFC 2890)
 NAMES = ("none", "vxlan", "ipip", "gre", "gretap", "sit", "geneve")
 ETHERNET_CARRIERS = ("vxlan", "gretap", "geneve")
 MAX_GRE_KEY = 2**32 - 1
@@ -61,7 +70,7 @@ def _ipv4_outer(outer_src, outer_dst, kind: str):
     return src, dst
 
 
-def ipip_packet(inner_ip, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, df: bool = True):
+def ipip_packet(inner_ip, outer_src, outer_dst, ttl: int = 64, df: bool = True):
     """An IPv4 packet inside IPv4, protocol 4 (RFC 2003), as `ip link add tunl1 type ipip` sends it.
 
     The inner packet is unchanged; the outer header adds 20 bytes. IPIP carries IPv4 only: an IPv6
@@ -77,20 +86,19 @@ def ipip_packet(inner_ip, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, d
         raise LabInputError("inner_ip", type(inner_ip).__name__,
                             "an IPv4 packet: IPIP carries IPv4 only (IPv6 goes over sit or GRE)")
     src, dst = _ipv4_outer(outer_src, outer_dst, "IPIP")
-    outer = outer_ip(src, dst, IPPROTO_IPIP, ttl, ip_id)
+    outer = outer_ip(src, dst, IPPROTO_IPIP, ttl)
     outer.flags = "DF" if df else 0
     return concrete(outer / inner_ip.copy())
 
 
-def gre_packet(inner, outer_src, outer_dst, key: int | None = None, seq: int | None = None,
-               checksum: bool = False, ttl: int = 64, ip_id: int = 0, df: bool = True):
+def gre_packet(inner, outer_src, outer_dst, key: int | None = None, seq: int | None = None, checksum: bool = False):
     """A packet or frame inside GRE, protocol 47, as `ip link add gre1 type gre|gretap … [key K] [oseq] [ocsum]` sends it.
 
     The protocol type follows the inner: IPv4 0x0800, IPv6 0x86DD (GRE carries both, multicast
     too), an Ethernet frame 0x6558 (Transparent Ethernet Bridging: gretap, which carries ARP,
     broadcasts and any EtherType). Optional fields in RFC 2890's order: checksum + reserved (C bit),
     key (K bit, 32 bits: `key`/`ikey`/`okey`), sequence number (S bit: `oseq`). The outer header is
-    IPv4 or, for IPv6 endpoints, IPv6 (`ip6gre`/`ip6gretap`).
+    IPv4 or, for IPv6 endpoints, IPv6 (`ip6gre`/`ip6gretap`); over IPv4 with DF set (`pmtudisc`, the default).
     """
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
@@ -112,13 +120,13 @@ def gre_packet(inner, outer_src, outer_dst, key: int | None = None, seq: int | N
         header.key_present, header.key = 1, check_range(key, "key", 0, MAX_GRE_KEY)
     if seq is not None:
         header.seqnum_present, header.sequence_number = 1, check_range(seq, "seq", 0, MAX_GRE_KEY)
-    outer = outer_ip(src, dst, IPPROTO_GRE, ttl, ip_id)
+    outer = outer_ip(src, dst, IPPROTO_GRE)
     if src.version == 4:
-        outer.flags = "DF" if df else 0
+        outer.flags = "DF"
     return concrete(outer / header / inner.copy())
 
 
-def sit_packet(inner_ipv6, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, df: bool = True):
+def sit_packet(inner_ipv6, outer_src, outer_dst):
     """An IPv6 packet inside IPv4, protocol 41 (RFC 4213 "6in4"), as `ip link add sit1 type sit` sends it.
 
     20 bytes of overhead, so the IPv6 MTU over a 1500-byte IPv4 link is 1480. SIT carries IPv6 only
@@ -129,28 +137,35 @@ def sit_packet(inner_ipv6, outer_src, outer_dst, ttl: int = 64, ip_id: int = 0, 
     if not isinstance(inner_ipv6, IPv6):
         raise LabInputError("inner", type(inner_ipv6).__name__, "an IPv6 packet: SIT carries IPv6 over IPv4")
     src, dst = _ipv4_outer(outer_src, outer_dst, "SIT")
-    outer = outer_ip(src, dst, IPPROTO_IPV6, ttl, ip_id)
-    outer.flags = "DF" if df else 0
+    outer = outer_ip(src, dst, IPPROTO_IPV6)
+    outer.flags = "DF"
     return concrete(outer / inner_ipv6.copy())
 
 
 @dataclass(frozen=True)
 class GeneveOption:
-    """One Geneve TLV option: class (who defined it), type, and data (a multiple of 4 bytes, up to 124)."""
+    """One Geneve TLV option (RFC 8926 §3.5): class (who defined it), type, and data, bytes whose length is
+    a multiple of 4 up to 124 (the option's 5-bit Length counts 4-byte words)."""
 
     option_class: int
     option_type: int
     data: bytes = b""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "option_class", check_range(self.option_class, "option_class", 0, 0xFFFF))
+        object.__setattr__(self, "option_type", check_range(self.option_type, "option_type", 0, 0xFF))
+        if not isinstance(self.data, bytes) or len(self.data) % 4 or len(self.data) > GENEVE_MAX_OPTION_DATA:
+            raise LabInputError("data", self.data, f"bytes, a multiple of 4 long and at most {GENEVE_MAX_OPTION_DATA}")
 
-def geneve_packet(inner_frame, outer_src, outer_dst, vni: int = 1, options: tuple[GeneveOption, ...] = (),
-                  dstport: int = GENEVE_PORT, ttl: int = 64, ip_id: int = 0, udp_checksum: bool = False):
+
+def geneve_packet(inner_frame, outer_src, outer_dst, vni: int = 1, options: tuple[GeneveOption, ...] = ()):
     """An Ethernet frame in Geneve (RFC 8926), as `ip link add gnv0 type geneve id VNI remote ADDR` sends it.
 
     Like VXLAN (UDP, source port from the inner flow, a 24-bit VNI) plus a protocol type (0x6558
     for Ethernet) and 0–252 bytes of TLV options, whose length the header states in 4-byte words.
-    Linux's geneve device sends IPv4 with a zero UDP checksum unless `udpcsum` is given (`geneve_nl2info()`
-    sets TUNNEL_CSUM only when asked), unlike vxlan, whose IPv4 default is `udpcsum`.
+    Sent to UDP 6081 with a zero UDP checksum over IPv4: Linux's geneve device computes one only when
+    `udpcsum` is given (`geneve_nl2info()` sets TUNNEL_CSUM only when asked), unlike vxlan, whose IPv4
+    default is `udpcsum`.
     """
     from scapy.layers.inet import UDP
     from scapy.layers.l2 import Ether
@@ -159,19 +174,16 @@ def geneve_packet(inner_frame, outer_src, outer_dst, vni: int = 1, options: tupl
     if not isinstance(inner_frame, Ether):
         raise LabInputError("inner_frame", type(inner_frame).__name__, "a scapy Ether frame")
     src, dst = outer_addresses(outer_src, outer_dst)
-    tlvs = []
     for option in options:
-        if len(option.data) % 4 or len(option.data) > 124:
-            raise LabInputError("options", option.data.hex(), "option data of 0 to 124 bytes, a multiple of 4")
-        tlvs.append(GeneveOptions(classid=check_range(option.option_class, "option_class", 0, 0xFFFF),
-                                  type=check_range(option.option_type, "option_type", 0, 0xFF), data=option.data))
+        if not isinstance(option, GeneveOption):
+            raise LabInputError("options", option, "GeneveOption(option_class, option_type, data) values")
     total = sum(4 + len(o.data) for o in options)
     if total > GENEVE_MAX_OPTIONS:
         raise LabInputError("options", f"{total} bytes", f"at most {GENEVE_MAX_OPTIONS} bytes of options")
-    udp = UDP(sport=flow_source_port(inner_frame), dport=check_range(dstport, "dstport", 1, 65535),
-              chksum=None if udp_checksum else 0)
+    tlvs = [GeneveOptions(classid=o.option_class, type=o.option_type, data=o.data) for o in options]
+    udp = UDP(sport=flow_source_port(inner_frame), dport=GENEVE_PORT, chksum=0)
     header = GENEVE(proto=ETH_P_TEB, vni=check_vni(vni), options=tlvs)
-    return concrete(outer_ip(src, dst, IPPROTO_UDP, ttl, ip_id) / udp / header / inner_frame.copy())
+    return concrete(outer_ip(src, dst, IPPROTO_UDP) / udp / header / inner_frame.copy())
 
 
 @dataclass(frozen=True)
@@ -188,9 +200,65 @@ class Tunnelled:
     checksum: bool = False
 
 
+def vxlan_ports() -> dict[int, str]:
+    """The UDP ports read as VXLAN, each with whose port it is: Linux's default 8472 (flannel), IANA's 4789
+    (RFC 7348; Calico, Cilium) and Weave's fast datapath 6784 (its `vxlan-6784` port)."""
+    from labsupport.cni import WEAVE_FASTDP_PORT
+
+    return {LINUX_VXLAN_PORT: "Linux", IANA_VXLAN_PORT: "IANA", WEAVE_FASTDP_PORT: "Weave fast datapath"}
+
+
+INNER_HEADER = {ETH_P_IP: 20, ETH_P_IPV6: 40, ETH_P_TEB: ETHERNET_HEADER}
+INNER_NAME = {ETH_P_IP: "IPv4", ETH_P_IPV6: "IPv6", ETH_P_TEB: "Ethernet"}
+
+
+def _short(data: bytes, need: int, what: str, part: str = "header") -> None:
+    """The one error when fewer bytes arrived than the header (part) of what needs."""
+    if len(data) < need:
+        raise LabInputError("packet", f"{len(data)} bytes of {what}", f"at least {need}: the {what} {part}")
+
+
+def _inner(proto_type: int, body: bytes, carrier: str):
+    """The packet a protocol type (an EtherType) names, after the length and version checks the kernel's
+    `ip_rcv` / `ipv6_rcv` make (an inner packet failing them is dropped)."""
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    if proto_type not in INNER_HEADER:
+        raise LabInputError("packet", f"{carrier} protocol type {proto_type:#06x}",
+                            "0x0800 (IPv4), 0x86dd (IPv6) or 0x6558 (Ethernet)")
+    what = f"inner {INNER_NAME[proto_type]}"
+    _short(body, INNER_HEADER[proto_type], what)
+    if proto_type == ETH_P_TEB:
+        return Ether(body)
+    version = 4 if proto_type == ETH_P_IP else 6
+    if body[0] >> 4 != version:
+        raise LabInputError("packet", f"IP version {body[0] >> 4} in the {what} packet", f"{version}: {carrier} says IPv{version}")
+    if version == 4:
+        header, total = (body[0] & 0x0F) * 4, int.from_bytes(body[2:4], "big")
+        if not 20 <= header <= total <= len(body):
+            raise LabInputError("packet", f"{what} packet of {len(body)} bytes with header length {header} and total "
+                                f"length {total}", "20 ≤ header length ≤ total length ≤ the bytes received")
+        return IP(body)
+    total = 40 + int.from_bytes(body[4:6], "big")
+    if total > len(body):
+        raise LabInputError("packet", f"{what} packet of {len(body)} bytes with payload length {total - 40}",
+                            "40 + payload length ≤ the bytes received")
+    return IPv6(body)
+
+
 def decapsulate(packet) -> Tunnelled:
     """Read a tunnel packet back (outer IPv4/IPv6 first, or a captured frame with outer Ethernet):
-    what the receiving tunnel device does before handing the inner packet to the stack."""
+    what the receiving tunnel device does before handing the inner packet to the stack.
+
+    The outer protocol picks the reader, as the kernel's protocol handlers do: 4 `ipip_rcv`, 41
+    `ipip6_rcv` (sit), 47 `gre_rcv` (GRE version 0 without the deprecated routing bit, as
+    `gre_parse_header()` accepts), UDP to 6081 `geneve_udp_encap_recv` or to a VXLAN port
+    (:func:`vxlan_ports`) `vxlan_rcv`. Every header is checked for length first; anything else, a
+    fragment (the kernel reassembles before any of these run) or a short or malformed packet is the
+    one LabInputError.
+    """
     from scapy.layers.inet import IP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import GRE, Ether
@@ -201,37 +269,58 @@ def decapsulate(packet) -> Tunnelled:
     if isinstance(packet, Ether):
         packet = packet.payload
     if not isinstance(packet, (IP, IPv6)):
-        raise LabInputError("packet", getattr(packet, "summary", lambda: repr(packet))() if isinstance(packet, Packet)
-                            else repr(packet), "an IPv4 or IPv6 packet carrying a tunnel")
+        raise LabInputError("packet", packet.summary() if isinstance(packet, Packet) else repr(packet),
+                            "an IPv4 or IPv6 packet carrying a tunnel")
+    if isinstance(packet, IP) and (packet.flags.MF or packet.frag):
+        raise LabInputError("packet", f"an IPv4 fragment (offset {packet.frag * 8})",
+                            "a whole packet: the kernel reassembles it before the tunnel reads it")
     proto = packet.proto if isinstance(packet, IP) else packet.nh
     ends = str(packet.src), str(packet.dst)
     payload = bytes(packet.payload)
     if proto == IPPROTO_IPIP:
-        return Tunnelled("ipip", *ends, IP(payload))
+        return Tunnelled("ipip", *ends, _inner(ETH_P_IP, payload, "IPIP"))
     if proto == IPPROTO_IPV6:
-        return Tunnelled("sit", *ends, IPv6(payload))
+        return Tunnelled("sit", *ends, _inner(ETH_P_IPV6, payload, "SIT"))
     if proto == IPPROTO_GRE:
-        gre = GRE(payload)
-        body = bytes(gre.payload)
-        inner = {ETH_P_IP: IP, ETH_P_IPV6: IPv6, ETH_P_TEB: Ether}.get(gre.proto)
-        if inner is None:
-            raise LabInputError("packet", f"GRE protocol type {gre.proto:#06x}", "0x0800, 0x86dd or 0x6558")
-        return Tunnelled("gretap" if gre.proto == ETH_P_TEB else "gre", *ends, inner(body),
+        _short(payload, GRE_BASE, "GRE")
+        flags, version = payload[0], payload[1] & 0x07
+        if version or flags & GRE_R:
+            raise LabInputError("packet", f"GRE flags {flags:#04x}, version {version}",
+                                "version 0 without the routing bit (RFC 2784; version 1 is PPTP's)")
+        size = GRE_BASE + 4 * (bool(flags & GRE_C) + bool(flags & GRE_K) + bool(flags & GRE_S))
+        _short(payload, size, "GRE", "header with its optional fields")
+        gre = GRE(payload[:size])
+        proto_type = int.from_bytes(payload[2:4], "big")
+        return Tunnelled("gretap" if proto_type == ETH_P_TEB else "gre", *ends, _inner(proto_type, payload[size:], "GRE"),
                          key=gre.key if gre.key_present else None,
                          seq=gre.sequence_number if gre.seqnum_present else None, checksum=bool(gre.chksum_present))
-    if proto == IPPROTO_UDP and UDP in packet:
-        if packet[UDP].dport == GENEVE_PORT:
-            GENEVE, _ = _load_geneve()
-            header = GENEVE(bytes(packet[UDP].payload))
-            return Tunnelled("geneve", *ends, Ether(bytes(header.payload)), vni=header.vni)
-        vni, inner = vxlan_decapsulate(packet)
+    if proto == IPPROTO_UDP:
+        _short(payload, UDP_HEADER, "UDP")
+        port, body = int.from_bytes(payload[2:4], "big"), payload[UDP_HEADER:]
+        if port == GENEVE_PORT:
+            _short(body, GENEVE_HEADER, "Geneve")
+            version, options = body[0] >> 6, (body[0] & 0x3F) * 4
+            if version:
+                raise LabInputError("packet", f"Geneve version {version}", "0 (RFC 8926)")
+            _short(body, GENEVE_HEADER + options, "Geneve", f"header and its {options} bytes of options")
+            inner = _inner(int.from_bytes(body[2:4], "big"), body[GENEVE_HEADER + options:], "Geneve")
+            return Tunnelled("geneve", *ends, inner, vni=int.from_bytes(body[4:7], "big"))
+        ports = vxlan_ports()
+        if port not in ports:
+            known = ", ".join(f"{number} ({whose})" for number, whose in ports.items())
+            raise LabInputError("packet", f"UDP port {port}", f"Geneve's {GENEVE_PORT} or a VXLAN port: {known}")
+        if len(body) >= VXLAN_HEADER and (body[:4] != VXLAN_FLAGS_WORD or body[7]):
+            raise LabInputError("packet", f"VXLAN header {body[:VXLAN_HEADER].hex()}", "08000000 VVVVVV00: the I flag "
+                                "alone and zero reserved bits (`vxlan_rcv()` drops a header with bits it does not parse)")
+        vni, inner = vxlan_decapsulate(UDP(payload))
         return Tunnelled("vxlan", *ends, inner, vni=vni)
     raise LabInputError("packet", f"IP protocol {proto}", "4 (IPIP), 41 (SIT), 47 (GRE) or UDP (VXLAN, Geneve)")
 
 
 def overhead(name: str, underlay: str = "ipv4", key: bool = False, seq: bool = False, checksum: bool = False,
              options: int = 0, inner_vlan: bool = False) -> int:
-    """Bytes an encapsulation adds to each packet, counted against the underlay MTU.
+    """Bytes an encapsulation adds to each packet, counted against the underlay MTU: the one place for
+    every encapsulation but VXLAN, whose arithmetic is :func:`labsupport.overlay.overhead`'s.
 
     outer IP header (20 IPv4, 40 IPv6) + the encapsulation's own header + the inner Ethernet header
     for those that carry frames: ipip 20, sit 20, gre 24 (+4 each for checksum, key, sequence
@@ -240,22 +329,20 @@ def overhead(name: str, underlay: str = "ipv4", key: bool = False, seq: bool = F
     """
     if name not in NAMES:
         raise LabInputError("encapsulation", name, f"one of {', '.join(NAMES)}")
-    if underlay not in UNDERLAYS:
-        raise LabInputError("underlay", underlay, f"one of {', '.join(UNDERLAYS)}")
-    if inner_vlan and name not in ETHERNET_CARRIERS:
-        raise LabInputError("inner_vlan", inner_vlan, f"only for encapsulations that carry Ethernet frames: {', '.join(ETHERNET_CARRIERS)}")
     if (key or seq or checksum) and name not in ("gre", "gretap"):
         raise LabInputError("encapsulation", name, "gre or gretap for a key, sequence number or checksum")
     if options and name != "geneve":
         raise LabInputError("options", options, "0: only Geneve has options")
+    if name == "vxlan":  # overlay's arithmetic, which checks the underlay itself
+        return vxlan_overhead("vxlan", underlay, inner_vlan)
+    if underlay not in UNDERLAYS:
+        raise LabInputError("underlay", underlay, f"one of {', '.join(UNDERLAYS)}")
+    if inner_vlan and name not in ETHERNET_CARRIERS:
+        raise LabInputError("inner_vlan", inner_vlan, f"only for encapsulations that carry Ethernet frames: {', '.join(ETHERNET_CARRIERS)}")
     if name == "sit" and underlay != "ipv4":
         raise LabInputError("underlay", underlay, "ipv4: SIT carries IPv6 over IPv4")
     if name == "none":
         return 0
-    if name == "vxlan":
-        from labsupport.overlay import overhead as vxlan_overhead
-
-        return vxlan_overhead("vxlan", underlay, inner_vlan)
     tag = VLAN_TAG if inner_vlan else 0
     ip = OUTER_IP_HEADER[underlay]
     if name in ("ipip", "sit"):
@@ -294,15 +381,19 @@ class Tunnel:
     key: int | None = None
 
     def identity(self) -> tuple:
-        """What the kernel matches an arriving packet against to pick this device.
+        """What the kernel matches an arriving packet against to pick this device, and what a second
+        `ip link add` with the same values is refused for ("File exists").
 
-        IPIP and SIT: (local, remote) only, there is nothing else in the packet. GRE and gretap:
-        (local, remote, key), the 32-bit key in the GRE header (no key counts as its own value).
+        Each kind has its own table per network namespace (`ipip_net_id`, `sit_net_id`, and for GRE
+        `ipgre_net_id` and `gre_tap_net_id`: `ipgre_rcv()` looks in the gretap table when the protocol
+        type is 0x6558, in the gre table otherwise), so the kind comes first. IPIP and SIT: then
+        (local, remote) only, there is nothing else in the packet. GRE and gretap: (local, remote, key),
+        the 32-bit key in the GRE header (no key counts as its own value). The addresses are IPv4, as
+        `local` and `remote` of these kinds are (IPv6 endpoints are other kinds: ip6tnl, ip6gre).
         """
         if self.kind not in ("ipip", "sit", "gre", "gretap"):
             raise LabInputError("kind", self.kind, "ipip, sit, gre or gretap")
-        family = "gre" if self.kind in ("gre", "gretap") else self.kind
-        ends = (family, str(self.local), str(self.remote))
+        ends = (self.kind, str(parse_ipv4_address(self.local, "local")), str(parse_ipv4_address(self.remote, "remote")))
         if self.kind in ("ipip", "sit"):
             if self.key is not None:
                 raise LabInputError("key", self.key, f"none: {self.kind} has no key field")
@@ -314,7 +405,8 @@ def tunnel_clashes(tunnels: list[Tunnel]) -> list[tuple[str, str]]:
     """Pairs of tunnels the kernel cannot tell apart (the second `ip link add` fails: File exists).
 
     Between one pair of hosts there is room for ONE IPIP tunnel (and one SIT tunnel: a different
-    protocol number), but for one GRE tunnel per key: 2**32 keyed ones plus one without a key.
+    protocol number), but for one GRE tunnel per key: 2**32 keyed ones plus one without a key, and as
+    many gretap tunnels again (a table of their own, told apart by the protocol type 0x6558).
     The notes say "up to 64K GRE tunnels"; the key field in RFC 2890 is 32 bits, so the header
     allows 4,294,967,296 keys. 64K (65,536) is what a 16-bit field would give: the notes' number is
     not a limit of the GRE header.
@@ -346,6 +438,11 @@ TUNNEL_DEVICE = {"vxlan": "flannel.1", "gretap": "gretap1", "geneve": "geneve0"}
 PAYLOADS = "icmp, udp:PORT or tcp:PORT (PORT from 1 to 65535)"
 CLIENT_PORT = 40000
 UNDERLAY_NAMES = {"ipv4": "IPv4", "ipv6": "IPv6"}
+#: The kinds that carry one IP version only: the version, and why (the builder's error for the other one).
+INNER_VERSION = {
+    "ipip": (4, "an IPv4 address: IPIP carries IPv4 only (IPv6 goes over sit or GRE)"),
+    "sit": (6, "an IPv6 address: sit carries IPv6 over IPv4"),
+}
 
 
 def parse_payload(text: object) -> tuple[str, int | None]:
@@ -367,8 +464,8 @@ def inner_packet(inner_src, inner_dst, payload: str = "icmp"):
 
     from labsupport.pod_network import PING_PAYLOAD
 
-    src = parse_ip(inner_src, "inner_src")
-    dst = parse_ip(inner_dst, "inner_dst")
+    src = parse_ip_address(inner_src, "inner_src")
+    dst = parse_ip_address(inner_dst, "inner_dst")
     if src.version != dst.version:
         raise LabInputError("inner_dst", inner_dst, f"an IPv{src.version} address, like the pod's source {src}")
     proto, port = parse_payload(payload)
@@ -383,13 +480,6 @@ def inner_packet(inner_src, inner_dst, payload: str = "icmp"):
     if proto == "udp":
         return ip / UDP(sport=CLIENT_PORT, dport=port) / b"hello"
     return ip / TCP(sport=CLIENT_PORT, dport=port, flags="S", seq=1, window=64240)
-
-
-def parse_ip(value: object, field: str):
-    """One IPv4 or IPv6 address (the builder's typed fields)."""
-    from labsupport.overlay import parse_ip_address
-
-    return parse_ip_address(value, field)
 
 
 @dataclass(frozen=True)
@@ -458,6 +548,8 @@ def build(kind: str, outer_src, outer_dst, inner_src, inner_dst, payload: str = 
                             key if key is not None else seq if seq is not None else checksum, "only with gre or gretap")
     src, dst = outer_addresses(outer_src, outer_dst)
     inner = inner_packet(inner_src, inner_dst, payload)
+    if kind in INNER_VERSION and inner.version != INNER_VERSION[kind][0]:
+        raise LabInputError("inner_src", inner_src, INNER_VERSION[kind][1])
     if kind in TUNNEL_DEVICE:
         from scapy.layers.l2 import Ether
 

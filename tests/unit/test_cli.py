@@ -133,8 +133,13 @@ def test_encap_bad_input_is_one_line_naming_the_option_and_status_2() -> None:
         run = subprocess.run([sys.executable, "-m", "labsupport", *ENCAP, *extra],
                              capture_output=True, text=True, check=False)
         assert (run.returncode, run.stdout, run.stderr.strip()) == (2, "", message)
-    ipv6_in_ipip = subprocess.run(
-        [sys.executable, "-m", "labsupport", "encap", "ipip", *ENCAP[2:6], "--inner-src", "fd00::1", "--inner-dst", "fd00::2"],
-        capture_output=True, text=True, check=False)
-    assert ipv6_in_ipip.returncode == 2 and ipv6_in_ipip.stderr.count("\n") == 1
-    assert "IPIP carries IPv4 only" in ipv6_in_ipip.stderr
+    wrong_family = {
+        "ipip": (["--inner-src", "fd00::1", "--inner-dst", "fd00::2"],
+                 "error: --inner-src: 'fd00::1' is not allowed; an IPv4 address: IPIP carries IPv4 only (IPv6 goes over sit or GRE)"),
+        "sit": ([*ENCAP[6:]],
+                "error: --inner-src: '10.244.1.2' is not allowed; an IPv6 address: sit carries IPv6 over IPv4"),
+    }
+    for kind, (inner, message) in wrong_family.items():
+        run = subprocess.run([sys.executable, "-m", "labsupport", "encap", kind, *ENCAP[2:6], *inner],
+                             capture_output=True, text=True, check=False)
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", message + "\n")

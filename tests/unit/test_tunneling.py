@@ -133,8 +133,6 @@ def test_geneve_header_options_and_overhead() -> None:
     assert added(packet, frame()[IP]) == tunneling.overhead("geneve", options=8) == 58
     assert tunneling.overhead("geneve") == 50
     assert packet[UDP].chksum == 0
-    with pytest.raises(LabInputError, match="options"):
-        tunneling.geneve_packet(frame(), A, B, options=(tunneling.GeneveOption(1, 1, b"abc"),))
     too_many = tuple(tunneling.GeneveOption(1, 1, bytes(124)) for _ in range(3))
     with pytest.raises(LabInputError, match="252"):
         tunneling.geneve_packet(frame(), A, B, options=too_many)
@@ -193,6 +191,90 @@ def test_decapsulate_refuses_what_is_not_a_tunnel() -> None:
         tunneling.decapsulate(b"bytes")
 
 
+@pytest.mark.parametrize(
+    ("packet", "said"),
+    [
+        (IP(proto=47) / b"\x00", "1 bytes of GRE"),
+        (IP(proto=47) / bytes.fromhex("00006558") / b"\x00\x00", "2 bytes of inner Ethernet"),
+        (IP(proto=47) / bytes.fromhex("20000800000000"), "7 bytes of GRE"),  # K set, key cut short
+        (IP(proto=47) / bytes.fromhex("000108004500"), "GRE flags 0x00, version 1"),  # PPTP's enhanced GRE
+        (IP(proto=47) / bytes.fromhex("00008137"), "GRE protocol type 0x8137"),
+        (IP(proto=17) / b"\x17\xc1\x17", "3 bytes of UDP"),
+        (IP(proto=17) / UDP(sport=40000, dport=6081) / b"\x02\x00", "2 bytes of Geneve"),
+        (IP(proto=17) / UDP(sport=40000, dport=6081) / bytes.fromhex("0100655800000100"), "8 bytes of Geneve"),
+        (IP(proto=17) / UDP(sport=40000, dport=6081) / bytes.fromhex("4000655800000100"), "Geneve version 1"),
+        (IP(proto=41) / b"junk", "4 bytes of inner IPv6"),
+        (IP(proto=41) / bytes(40), "IP version 0 in the inner IPv6 packet"),
+        (IP(proto=4) / bytes.fromhex("4500001e") / bytes(16), "total length 30"),
+        (IP(proto=17) / UDP(sport=40000, dport=53) / bytes(30), "UDP port 53"),
+        (IP(proto=17) / UDP(sport=40000, dport=8472) / bytes.fromhex("08000000000001000000"), "10 bytes of UDP payload"),
+        (IP(proto=17) / UDP(sport=40000, dport=8472) / bytes.fromhex("8c00000000000100") / bytes(14),
+         "VXLAN header 8c00000000000100"),  # the G (group policy) flag: scapy reads a different layout
+        (IP(proto=17) / UDP(sport=40000, dport=4789) / bytes.fromhex("0800000000000101") / bytes(14),
+         "VXLAN header 0800000000000101"),  # a reserved bit set
+        (IP(proto=4, flags="MF") / inner_ip(), "an IPv4 fragment (offset 0)"),
+    ],
+)
+def test_decapsulate_refuses_short_and_malformed_packets_with_the_one_error(packet, said) -> None:
+    with pytest.raises(LabInputError) as error:
+        tunneling.decapsulate(IP(bytes(packet)))
+    assert error.value.field == "packet" and said in str(error.value.value)
+
+
+def test_vxlan_is_read_on_linux_iana_and_weave_fast_datapath_ports_only() -> None:
+    from labsupport.cni import WEAVE_FASTDP_PORT
+
+    assert set(tunneling.vxlan_ports()) == {overlay.LINUX_VXLAN_PORT, overlay.IANA_VXLAN_PORT, WEAVE_FASTDP_PORT}
+    for port in tunneling.vxlan_ports():
+        got = tunneling.decapsulate(IP(bytes(overlay.vxlan_packet(frame(), A, B, vni=7, dstport=port))))
+        assert (got.kind, got.vni, bytes(got.inner)) == ("vxlan", 7, bytes(frame()))
+    with pytest.raises(LabInputError) as error:
+        tunneling.decapsulate(overlay.vxlan_packet(frame(), A, B, dstport=4790))
+    assert error.value.value == "UDP port 4790" and "8472 (Linux), 4789 (IANA), 6784 (Weave fast datapath)" in error.value.allowed
+
+
+def _built(kind: str):
+    inner = ("fd00::1", "fd00::2") if kind == "sit" else ("10.244.1.2", "10.244.2.2")
+    return tunneling.build(kind, A, B, *inner, payload="udp:5000", key=5 if kind in ("gre", "gretap") else None)
+
+
+@pytest.mark.parametrize("kind", tunneling.BUILDER_KINDS)
+def test_every_truncation_is_refused_until_the_inner_packet_is_whole(kind) -> None:
+    """Cut the outer packet after 0..n-1 bytes of its payload: IP inside (ipip, sit, gre) is refused at
+    every length, as `ip_rcv` / `ipv6_rcv` drop it; Ethernet inside (vxlan, gretap, geneve) is refused
+    until the inner Ethernet header is there, and then handed on as far as it goes (Ethernet has no length)."""
+    built = _built(kind)
+    raw = bytes(built.packet)
+    inner = bytes(built.inner) if kind in ("ipip", "sit", "gre") else bytes(tunneling.decapsulate(built.packet).inner)
+    start = len(raw) - len(inner)  # where the inner packet or frame begins
+    for cut in range(20, len(raw)):
+        packet = IP(raw[:cut])
+        if kind in ("ipip", "sit", "gre") or cut < start + 14:
+            with pytest.raises(LabInputError):
+                tunneling.decapsulate(packet)
+        else:
+            assert bytes(tunneling.decapsulate(packet).inner) == inner[:cut - start]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    outer=st.sampled_from([(IP, "proto", A, B), (IPv6, "nh", "fd00::10", "fd00::11")]),
+    proto=st.sampled_from([4, 41, 47, 17]),
+    port=st.sampled_from([6081, 8472, 4789, 6784, 53]),
+    body=st.binary(max_size=80),
+)
+def test_decapsulate_on_any_bytes_reads_a_tunnel_or_raises_the_one_error(outer, proto, port, body) -> None:
+    cls, field, src, dst = outer
+    payload = bytes(UDP(sport=40000, dport=port) / body) if proto == 17 else body
+    packet = cls(bytes(cls(src=src, dst=dst, **{field: proto}) / payload))
+    try:
+        got = tunneling.decapsulate(packet)
+    except LabInputError as error:
+        assert error.field == "packet"
+    else:
+        assert got.kind in tunneling.NAMES and (got.outer_src, got.outer_dst) == (src, dst)
+
+
 def test_one_ipip_tunnel_per_endpoint_pair_but_one_gre_tunnel_per_key() -> None:
     ipip = [tunneling.Tunnel("tunl1", "ipip", A, B), tunneling.Tunnel("tunl2", "ipip", A, B)]
     assert tunneling.tunnel_clashes(ipip) == [("tunl1", "tunl2")]
@@ -209,6 +291,39 @@ def test_one_ipip_tunnel_per_endpoint_pair_but_one_gre_tunnel_per_key() -> None:
         tunneling.Tunnel("tunl1", "ipip", A, B, key=1).identity()
     with pytest.raises(LabInputError, match="kind"):
         tunneling.tunnels_per_endpoint_pair("vxlan")
+
+
+def test_gre_and_gretap_have_tables_of_their_own() -> None:
+    """ip_gre.c keeps gre devices in `ipgre_net_id`'s table and gretap devices in `gre_tap_net_id`'s;
+    `ipgre_rcv()` picks the gretap table for protocol type 0x6558: same endpoints and key, no clash."""
+    gre = tunneling.Tunnel("gre1", "gre", A, B, key=1)
+    tap = tunneling.Tunnel("gretap1", "gretap", A, B, key=1)
+    assert gre.identity() != tap.identity()
+    assert tunneling.tunnel_clashes([gre, tap, tunneling.Tunnel("gre-nokey", "gre", A, B),
+                                     tunneling.Tunnel("gretap-nokey", "gretap", A, B)]) == []
+    assert tunneling.tunnel_clashes([gre, tap, tunneling.Tunnel("gretap2", "gretap", A, B, key=1)]) == [("gretap1", "gretap2")]
+    assert tunneling.tunnels_per_endpoint_pair("gretap") == 2**32 + 1
+
+
+def test_tunnel_endpoints_are_parsed_as_ip_link_add_reads_them() -> None:
+    assert tunneling.tunnel_clashes([tunneling.Tunnel("tunl1", "ipip", A, B),
+                                     tunneling.Tunnel("tunl2", "ipip", f" {A}", f"{B} ")]) == [("tunl1", "tunl2")]
+    for local, remote, field in [("192.168.56.x", B, "local"), (A, "", "remote"), (A, "fd00::11", "remote")]:
+        with pytest.raises(LabInputError) as error:
+            tunneling.Tunnel("gre1", "gre", local, remote).identity()
+        assert (error.value.field, error.value.value) == (field, remote if field == "remote" else local)
+
+
+@pytest.mark.parametrize("data", ["abcd", b"abc", bytes(128), bytearray(4), None])
+def test_geneve_option_data_is_bytes_of_whole_words(data) -> None:
+    with pytest.raises(LabInputError) as error:
+        tunneling.GeneveOption(1, 1, data)
+    assert error.value.field == "data" and error.value.value == data
+    assert len(tunneling.GeneveOption(1, 1, bytes(124)).data) == 124
+    with pytest.raises(LabInputError, match="option_class"):
+        tunneling.GeneveOption(0x10000, 1)
+    with pytest.raises(LabInputError, match="options"):
+        tunneling.geneve_packet(frame(), A, B, options=((1, 1, b""),))
 
 
 def test_what_each_carries_is_stated_for_every_tunnel() -> None:
@@ -254,6 +369,13 @@ def test_builder_payloads_and_errors() -> None:
         tunneling.build("vxlan", A, B, "10.244.1.2", "10.244.2.2", seq=1)
     with pytest.raises(LabInputError, match="encapsulation"):
         tunneling.build("wireguard", A, B, "10.244.1.2", "10.244.2.2")
+    with pytest.raises(LabInputError) as error:
+        tunneling.build("ipip", A, B, " fd00::1", "fd00::2")
+    assert str(error.value) == ("inner_src: ' fd00::1' is not allowed; "
+                                "an IPv4 address: IPIP carries IPv4 only (IPv6 goes over sit or GRE)")
+    with pytest.raises(LabInputError) as error:
+        tunneling.build("sit", A, B, "10.244.1.2", "10.244.2.2")
+    assert str(error.value) == "inner_src: '10.244.1.2' is not allowed; an IPv6 address: sit carries IPv6 over IPv4"
     with pytest.raises(LabInputError) as error:
         tunneling.build("sit", A, B, "fd00::1", "fd00::2", underlay_mtu=1299)
     assert error.value.field == "underlay_mtu" and "at least 1300" in error.value.allowed  # IPv6 needs 1280
