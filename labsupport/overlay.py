@@ -34,6 +34,7 @@ LOCAL_PORT_RANGE = (32768, 60999)  # net.ipv4.ip_local_port_range's default
 UNDERLAYS = ("ipv4", "ipv6")
 OUTER_IP_HEADER = {"ipv4": 20, "ipv6": 40}
 ETHERNET_HEADER, VLAN_TAG, UDP_HEADER, VXLAN_HEADER = 14, 4, 8, 8
+VXLAN_FLAGS_WORD = bytes.fromhex("08000000")  # RFC 7348: the I flag, then 24 reserved bits
 MIN_MTU = {"ipv4": 68, "ipv6": 1280}  # the smallest MTU each protocol allows (RFC 791, RFC 8200)
 
 
@@ -170,13 +171,13 @@ def vxlan_packet(
 def vxlan_decapsulate(packet_or_frame) -> tuple[int, object]:
     """The receive side: from an outer packet (or a captured frame with outer Ethernet) to (VNI, inner frame).
 
-    What the vxlan device does with a datagram arriving on its UDP port: check the I flag, read the
-    VNI, hand the inner Ethernet frame to the device with that VNI. Works for any destination port
+    What the vxlan device does with a datagram arriving on its UDP port (`vxlan_rcv()`): check that the
+    header is the I flag and a VNI with nothing else set, read the VNI, hand the inner Ethernet frame to
+    the device with that VNI. Works for any destination port
     (the UDP payload is read as VXLAN whatever the port).
     """
     from scapy.layers.inet import UDP
     from scapy.layers.l2 import Ether
-    from scapy.layers.vxlan import VXLAN
     from scapy.packet import Packet
 
     if not isinstance(packet_or_frame, Packet) or UDP not in packet_or_frame:
@@ -186,10 +187,10 @@ def vxlan_decapsulate(packet_or_frame) -> tuple[int, object]:
     if len(payload) < VXLAN_HEADER + ETHERNET_HEADER:
         raise LabInputError("packet", f"{len(payload)} bytes of UDP payload",
                             f"at least {VXLAN_HEADER + ETHERNET_HEADER} (VXLAN header and inner Ethernet)")
-    header = VXLAN(payload[:VXLAN_HEADER])
-    if not int(header.flags) & 0x08:
-        raise LabInputError("packet", f"VXLAN flags {int(header.flags):#04x}", "the I flag (0x08) set: a valid VNI")
-    return int(header.vni), Ether(payload[VXLAN_HEADER:])
+    if payload[:4] != VXLAN_FLAGS_WORD or payload[7]:
+        raise LabInputError("packet", f"VXLAN header {payload[:VXLAN_HEADER].hex()}", "08000000 VVVVVV00: the I flag "
+                            "alone and zero reserved bits (`vxlan_rcv()` drops a header with bits it does not parse)")
+    return int.from_bytes(payload[4:7], "big"), Ether(payload[VXLAN_HEADER:])
 
 
 def overhead(encapsulation: str = "vxlan", underlay: str = "ipv4", inner_vlan: bool = False) -> int:

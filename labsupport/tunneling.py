@@ -26,7 +26,6 @@ from labsupport.overlay import (
     UDP_HEADER,
     UNDERLAYS,
     VLAN_TAG,
-    VXLAN_HEADER,
     check_range,
     check_vni,
     flow_source_port,
@@ -44,7 +43,6 @@ GENEVE_HEADER = 8
 GENEVE_MAX_OPTIONS = 252  # 6-bit Opt Len in 4-byte words
 GENEVE_MAX_OPTION_DATA = 124  # 5-bit option Length in 4-byte words
 GRE_BASE = 4
-VXLAN_FLAGS_WORD = bytes.fromhex("08000000")  # RFC 7348: the I flag, then 24 reserved bits
 GRE_C, GRE_R, GRE_K, GRE_S = 0x80, 0x40, 0x20, 0x10  # the flag bits of the first byte (RFC 1701, RFC 2890)
 NAMES = ("none", "vxlan", "ipip", "gre", "gretap", "sit", "geneve")
 ETHERNET_CARRIERS = ("vxlan", "gretap", "geneve")
@@ -309,9 +307,6 @@ def decapsulate(packet) -> Tunnelled:
         if port not in ports:
             known = ", ".join(f"{number} ({whose})" for number, whose in ports.items())
             raise LabInputError("packet", f"UDP port {port}", f"Geneve's {GENEVE_PORT} or a VXLAN port: {known}")
-        if len(body) >= VXLAN_HEADER and (body[:4] != VXLAN_FLAGS_WORD or body[7]):
-            raise LabInputError("packet", f"VXLAN header {body[:VXLAN_HEADER].hex()}", "08000000 VVVVVV00: the I flag "
-                                "alone and zero reserved bits (`vxlan_rcv()` drops a header with bits it does not parse)")
         vni, inner = vxlan_decapsulate(UDP(payload))
         return Tunnelled("vxlan", *ends, inner, vni=vni)
     raise LabInputError("packet", f"IP protocol {proto}", "4 (IPIP), 41 (SIT), 47 (GRE) or UDP (VXLAN, Geneve)")

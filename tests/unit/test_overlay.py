@@ -279,3 +279,17 @@ def test_a_request_and_its_reply_leave_with_the_same_source_port() -> None:
     ping = Ether() / IP(src="10.244.1.2", dst="10.244.2.2") / ICMP(type=8)
     pong = Ether() / IP(src="10.244.2.2", dst="10.244.1.2") / ICMP(type=0)
     assert overlay.flow_source_port(ping) == overlay.flow_source_port(pong)
+
+
+@pytest.mark.parametrize("first_word", ["0c000000", "08000001", "00000000", "88000000"])
+def test_a_vxlan_header_with_bits_it_does_not_parse_is_refused(first_word) -> None:
+    """vxlan_rcv() drops a header with any flag but I (G, the GPE bits) or a reserved bit set."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    body = bytes.fromhex(first_word) + bytes.fromhex("00000100") + bytes(Ether())
+    with pytest.raises(LabInputError, match="08000000 VVVVVV00"):
+        overlay.vxlan_decapsulate(IP() / UDP(dport=8472) / body)
+    reserved = bytes.fromhex("08000000") + bytes.fromhex("00000101") + bytes(Ether())
+    with pytest.raises(LabInputError):
+        overlay.vxlan_decapsulate(IP() / UDP(dport=8472) / reserved)
