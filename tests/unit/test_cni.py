@@ -548,3 +548,9 @@ def test_cli_cni_bad_input_is_one_line_and_status_2(argv, field, capsys) -> None
     assert main(["cni", "routes", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {field}: ")
+
+
+def test_every_vxlan_port_a_plugin_uses_is_one_the_decapsulator_reads() -> None:
+    from labsupport import tunneling
+
+    assert cni.VXLAN_PORTS <= set(tunneling.vxlan_ports())
