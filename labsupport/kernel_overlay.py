@@ -814,6 +814,40 @@ def _why_not(kind: str | None = None) -> str | None:
     return None if ok else reason
 
 
+def _run_overlay_twin(kind: str, network, twin_class, read_state) -> OverlayReport:
+    """The steps both overlay twins share: walk the model, build the twin (`twin_class`), read and compare
+    its state (`read_state(twin, specs, report)`), ping pod-a → pod-b capturing node-1's eth0, compare the
+    frames with the walk's, clean up; timings per phase; skipped or error reported, never raised."""
+    from labsupport import cni
+
+    model = cni.walk(network, "pod-a", "pod-b")
+    report = OverlayReport(kind, model_replied=model.replied)
+    report.skipped = _why_not(None if kind == "vxlan" else kind)
+    if report.skipped is not None:
+        return report
+    start = time.perf_counter()
+    specs = node_specs(network)
+    try:
+        with twin_class(specs) as twin:
+            report.timings["build"] = twin.timings["build"]
+            t = time.perf_counter()
+            read_state(twin, specs, report)
+            report.timings["read"] = time.perf_counter() - t
+            t = time.perf_counter()
+            report.kernel_replied, report.frames = twin.ping_captured(
+                "pod-a", str(network.pod_ip("pod-b")), report.capture
+            )
+            report.timings["ping"] = time.perf_counter() - t
+            t = time.perf_counter()
+        report.timings["cleanup"] = time.perf_counter() - t
+        report.differences += compare_underlay_frames(model.frames(*report.capture), report.frames)
+        report.checked.append(f"{len(report.frames)} frames on node-1/eth0, field by field")
+    except TwinError as exc:
+        report.error = str(exc)
+    report.timings["total"] = time.perf_counter() - start
+    return report
+
+
 def run_vxlan_twin() -> OverlayReport:
     """Build flannel's vxlan backend on two real nodes (:class:`VxlanTwin`), ping pod-a → pod-b, and compare
     with the model (`cni.cluster("flannel", "vxlan", "two-nodes")` and its `cni.walk`):
@@ -827,49 +861,24 @@ def run_vxlan_twin() -> OverlayReport:
     Without root, network namespaces or tcpdump the report says why (`skipped`); errors of the twin are
     reported (`error`), not raised.
     """
-    from labsupport import cni
-
     network = vxlan_cluster()
-    model = cni.walk(network, "pod-a", "pod-b")
-    report = OverlayReport("vxlan", model_replied=model.replied)
-    report.skipped = _why_not()
-    if report.skipped is not None:
-        return report
-    start = time.perf_counter()
-    specs = node_specs(network)
-    try:
-        with VxlanTwin(specs) as twin:
-            report.timings["build"] = twin.timings["build"]
-            t = time.perf_counter()
-            for spec in specs:
-                report.state[spec.name] = twin.read_vxlan(spec.name)
-                want = model_vxlan_state(network.node(spec.name))
-                report.differences += [
-                    f"{spec.name}: {d}" for d in compare_vxlan_state(want, report.state[spec.name])
-                ]
-                report.differences += route_differences(network, {spec.pod: {"route": twin.routes(spec.pod)}})
-            report.checked.append(
-                "ip -j route, ip -j -d link show flannel.1, bridge -j fdb show dev flannel.1, "
-                "ip -j neigh show dev flannel.1 on "
-                + ", ".join(s.name for s in specs)
-                + "; ip -j route on "
-                + ", ".join(s.pod for s in specs)
-            )
-            report.timings["read"] = time.perf_counter() - t
-            t = time.perf_counter()
-            report.kernel_replied, report.frames = twin.ping_captured(
-                "pod-a", str(network.pod_ip("pod-b")), report.capture
-            )
-            report.timings["ping"] = time.perf_counter() - t
-            t = time.perf_counter()
-        report.timings["cleanup"] = time.perf_counter() - t
-        report.differences += compare_underlay_frames(model.frames(*report.capture), report.frames)
-        report.checked.append(f"{len(report.frames)} frames on node-1/eth0, field by field")
+
+    def read_state(twin: VxlanTwin, specs, report: OverlayReport) -> None:
+        for spec in specs:
+            report.state[spec.name] = twin.read_vxlan(spec.name)
+            want = model_vxlan_state(network.node(spec.name))
+            report.differences += [f"{spec.name}: {d}" for d in compare_vxlan_state(want, report.state[spec.name])]
+            report.differences += route_differences(network, {spec.pod: {"route": twin.routes(spec.pod)}})
+        report.checked.append(
+            "ip -j route, ip -j -d link show flannel.1, bridge -j fdb show dev flannel.1, "
+            "ip -j neigh show dev flannel.1 on " + ", ".join(s.name for s in specs)
+            + "; ip -j route on " + ", ".join(s.pod for s in specs)
+        )
+
+    report = _run_overlay_twin("vxlan", network, VxlanTwin, read_state)
+    if report.skipped is None and report.error is None:
         report.source_ports = source_ports(report.frames)
         report.differences += source_port_problems(report.frames)
-    except TwinError as exc:
-        report.error = str(exc)
-    report.timings["total"] = time.perf_counter() - start
     return report
 
 
@@ -884,34 +893,15 @@ def run_ipip_twin() -> OverlayReport:
     Where the kernel has no ipip device the report is `skipped`, with the kernel's own message (see
     :func:`tunnel_support`); errors of the twin are reported (`error`), not raised.
     """
-    from labsupport import cni
-
     network = calico_ipip_cluster()
-    model = cni.walk(network, "pod-a", "pod-b")
-    report = OverlayReport("ipip", model_replied=model.replied)
-    report.skipped = _why_not("ipip")
-    if report.skipped is not None:
-        return report
-    start = time.perf_counter()
-    specs = node_specs(network)
-    try:
-        with IpipTwin(specs) as twin:
-            report.timings["build"] = twin.timings["build"]
-            names = [s.name for s in specs] + [s.pod for s in specs]
-            report.state = {name: {"route": twin.routes(name)} for name in names}
-            report.differences += route_differences(network, report.state)
-            report.checked.append("ip -j route on " + ", ".join(names))
-            t = time.perf_counter()
-            report.kernel_replied, report.frames = twin.ping_captured(
-                "pod-a", str(network.pod_ip("pod-b")), report.capture
-            )
-            report.timings["ping"] = time.perf_counter() - t
-        report.differences += compare_underlay_frames(model.frames(*report.capture), report.frames)
-        report.checked.append(f"{len(report.frames)} frames on node-1/eth0, field by field")
-    except TwinError as exc:
-        report.error = str(exc)
-    report.timings["total"] = time.perf_counter() - start
-    return report
+
+    def read_state(twin: IpipTwin, specs, report: OverlayReport) -> None:
+        names = [s.name for s in specs] + [s.pod for s in specs]
+        report.state = {name: {"route": twin.routes(name)} for name in names}
+        report.differences += route_differences(network, report.state)
+        report.checked.append("ip -j route on " + ", ".join(names))
+
+    return _run_overlay_twin("ipip", network, IpipTwin, read_state)
 
 
 __all__ = [
