@@ -361,8 +361,10 @@ def frame_fields(frame) -> dict:
     return out
 
 
-def compare_frames(model_frames: list, real_frames: list) -> list[str]:
-    """Differences between the model's frames and captured ones, in order, field by field ([] if equal)."""
+def compare_frames(model_frames: list, real_frames: list, fields=None) -> list[str]:
+    """Differences between the model's frames and captured ones, in order, field by field ([] if equal).
+    `fields` reads a frame's fields (default :func:`frame_fields`; the overlay twins read inner ones too)."""
+    fields = fields or frame_fields
     diffs = []
     if len(model_frames) != len(real_frames):
         diffs.append(
@@ -370,7 +372,7 @@ def compare_frames(model_frames: list, real_frames: list) -> list[str]:
             f"model {[f.summary() for f in model_frames]}, kernel {[f.summary() for f in real_frames]}"
         )
     for i, (m, r) in enumerate(zip(model_frames, real_frames), 1):
-        mf, rf = frame_fields(m), frame_fields(r)
+        mf, rf = fields(m), fields(r)
         for key in sorted(set(mf) | set(rf)):
             if mf.get(key) != rf.get(key):
                 diffs.append(

@@ -58,6 +58,7 @@ from labsupport.kernel import (
     TwinError,
     _route_text,
     available,
+    compare_frames,
     frame_fields,
     parse_ip_json,
 )
@@ -587,20 +588,7 @@ def underlay_frame_fields(frame, port: int = LINUX_VXLAN_PORT) -> dict:
 def compare_underlay_frames(model_frames: list, real_frames: list, port: int = LINUX_VXLAN_PORT) -> list[str]:
     """Differences between the model's frames on the underlay and captured ones, in order, field by field
     (:func:`underlay_frame_fields`); [] when they agree."""
-    diffs = []
-    if len(model_frames) != len(real_frames):
-        diffs.append(
-            f"{len(model_frames)} frames in the model, {len(real_frames)} captured: "
-            f"model {[f.summary() for f in model_frames]}, kernel {[f.summary() for f in real_frames]}"
-        )
-    for i, (m, r) in enumerate(zip(model_frames, real_frames), 1):
-        mf, rf = underlay_frame_fields(m, port), underlay_frame_fields(r, port)
-        for key in sorted(set(mf) | set(rf)):
-            if mf.get(key) != rf.get(key):
-                diffs.append(
-                    f"frame {i} ({m.summary()}) {key}: model {mf.get(key)!r}, kernel {rf.get(key)!r}"
-                )
-    return diffs
+    return compare_frames(model_frames, real_frames, lambda frame: underlay_frame_fields(frame, port))
 
 
 def source_port_problems(frames: list, port: int = LINUX_VXLAN_PORT) -> list[str]:
